@@ -45,7 +45,7 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     vhost: str = "/"
     topic_mode: TopicMode = "strict"
     max_packet_size: int = 1024 * 1024
-    max_inflight: int = 65535
+    max_inflight: int = 100
     max_queued_messages: int = 10_000
     max_connections: int = 100_000
     max_session_expiry: int = 86_400 * 7

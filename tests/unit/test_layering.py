@@ -68,7 +68,7 @@ def ring_of(module: str) -> int:
         )
     if area in ("bridge", "store"):
         return 1
-    if area in ("http", "upstream", "config", "log"):
+    if area in ("http", "upstream", "config", "log", "net"):
         return 3
     if area in ("app", "cli", "__main__"):
         return 4

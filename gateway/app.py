@@ -1,0 +1,205 @@
+"""Composition root: build the core, start the listeners, run until the shutdown trigger fires.
+
+Modelled on hypercorn's `worker_serve(shutdown_trigger=...)`: tests pass their own trigger (an
+Event's `wait`) instead of sending signals; `run()` wires SIGINT/SIGTERM to the same trigger.
+Shutdown is ordered: stop accepting, tell every client (AMQP close 320, MQTT 5 DISCONNECT 0x8B),
+give them a grace period, then flush the store and return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import structlog
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.core.broker import Broker
+from gateway.core.users import User, UserDatabase
+from gateway.log import configure_logging
+from gateway.mqtt.listener import start_mqtt_server
+from gateway.mqtt.session_hub import MqttHub, MqttSettings
+from gateway.mqtt.websocket import start_mqtt_ws_server
+from gateway.net import make_server_ssl_context
+
+log = structlog.get_logger("gateway")
+
+ShutdownTrigger = Callable[[], Awaitable[object]]
+
+
+class Server(Protocol):
+    """What every listener gives the composition root once it is bound."""
+
+    name: str
+
+    @property
+    def port(self) -> int: ...
+
+    async def stop_accepting(self) -> None: ...
+
+    async def close_connections(self, grace: float) -> None: ...
+
+
+ServerFactory = Callable[["Gateway", str, int], Awaitable[Server]]
+
+
+@dataclass
+class Gateway:
+    """One running gateway: the broker, the users, and the servers bound for them."""
+
+    config: Config
+    clock: Callable[[], float] = time.monotonic
+    broker: Broker = field(init=False)
+    users: UserDatabase = field(init=False)
+    mqtt: MqttHub = field(init=False)
+    servers: list[Server] = field(default_factory=list)
+    _ticker: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.broker = Broker(self.clock)
+        for name in self.config.vhosts:
+            if name != "/":
+                self.broker.add_vhost(name)
+        self.users = UserDatabase(
+            [
+                User(
+                    name=u.name,
+                    password_hash=u.password_hash,
+                    tags=frozenset(u.tags),
+                    vhosts=frozenset(u.vhosts),
+                    loopback_only=u.loopback_only,
+                )
+                for u in self.config.users
+            ],
+            default_guest=self.config.default_guest,
+        )
+        m = self.config.mqtt
+        self.mqtt = MqttHub(
+            self.broker,
+            self.users,
+            MqttSettings(
+                exchange=m.exchange,
+                vhost=m.vhost,
+                topic_mode=m.topic_mode,
+                max_packet_size=m.max_packet_size,
+                max_inflight=m.max_inflight,
+                max_queued_messages=m.max_queued_messages,
+                max_connections=m.max_connections,
+                max_session_expiry=m.max_session_expiry,
+                topic_alias_maximum=m.topic_alias_maximum,
+                max_keepalive=m.max_keepalive,
+                retained_max_count=m.retained_max_count,
+                retained_max_bytes=m.retained_max_bytes,
+            ),
+            self.clock,
+        )
+
+    def _listener_plan(self) -> list[tuple[str, int, ServerFactory]]:
+        """(name, configured port, factory) for every listener this build provides."""
+        config = self.config
+        plan: list[tuple[str, int, ServerFactory]] = [
+            ("mqtt", config.mqtt_port, _mqtt_factory),
+            ("ws", config.ws_port, _ws_factory),
+        ]
+        if config.tls_enabled:
+            plan.append(("mqtts", config.mqtts_port, _mqtts_factory))
+        return plan
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {server.name: server.port for server in self.servers}
+
+    async def start(self) -> dict[str, int]:
+        """Bind every enabled listener; log `gateway.ready` with the bound ports."""
+        try:
+            for _name, port, factory in self._listener_plan():
+                if port < 0:
+                    continue
+                self.servers.append(await factory(self, self.config.bind, port))
+        except BaseException:
+            await self.stop()
+            raise
+        self._ticker = asyncio.get_running_loop().create_task(self._run_broker_timers())
+        log.info("gateway.ready", version=__version__, bind=self.config.bind, ports=self.ports)
+        return self.ports
+
+    async def _run_broker_timers(self) -> None:
+        """Expire messages and unused queues, end MQTT sessions, send delayed wills."""
+        timed = (self.broker, self.mqtt)
+        while True:
+            deadlines = [d for d in (t.next_timer() for t in timed) if d is not None]
+            delay = 1.0 if not deadlines else max(0.0, min(1.0, min(deadlines) - self.clock()))
+            await asyncio.sleep(delay)
+            for owner in timed:
+                owner.handle_timer()
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await server.stop_accepting()
+        await asyncio.gather(
+            *(server.close_connections(self.config.shutdown_grace) for server in self.servers)
+        )
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self.servers.clear()
+        log.info("gateway.stopped")
+
+
+async def _mqtt_factory(gateway: Gateway, host: str, port: int) -> Server:
+    return await start_mqtt_server(gateway.mqtt, host, port)
+
+
+async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
+    tls = gateway.config.tls
+    assert tls.certfile is not None
+    assert tls.keyfile is not None
+    context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
+    return await start_mqtt_server(gateway.mqtt, host, port, name="mqtts", ssl_context=context)
+
+
+async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
+    return await start_mqtt_ws_server(gateway.mqtt, host, port)
+
+
+async def serve(config: Config, shutdown_trigger: ShutdownTrigger) -> None:
+    """Run a gateway until `shutdown_trigger()` returns, then shut it down in order."""
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        await shutdown_trigger()
+    finally:
+        await gateway.stop()
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a Linux/macOS dependency
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(config: Config) -> int:
+    """Blocking entry point for `gateway run`: signals trigger an orderly shutdown, exit 0."""
+    configure_logging(config.log_level, config.log_format)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(config, stop.wait)
+
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        try:
+            runner.run(main())
+        except OSError as exc:
+            log.error("gateway.bind_failed", error=str(exc))
+            return 1
+    return 0

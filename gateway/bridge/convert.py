@@ -1,0 +1,264 @@
+"""MQTT PUBLISH <-> core Message, DESIGN.md sections 5 and 6.
+
+An MQTT-origin message carries two views: AMQP properties (built here, so AMQP consumers and the
+headers exchange see `delivery_mode`, `x-mqtt-publish-qos`, content type, user properties...) and
+the original MQTT facts as annotations (topic, QoS, retain, MQTT 5 properties, origin client), so
+a delivery back to MQTT is lossless and costs no translation. An AMQP-origin message has only the
+AMQP view; `mqtt_view` derives what an MQTT subscriber sees from it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from gateway.bridge.topics import TopicTranslator
+from gateway.core.message import Message
+from gateway.core.message import Properties as AmqpProperties
+from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish
+
+# Annotation keys (the core never reads them; only bridge/ and the MQTT adapter do).
+A_TOPIC = "mqtt.topic"
+A_QOS = "mqtt.qos"
+A_RETAIN = "mqtt.retain"
+A_CLIENT = "mqtt.client_id"
+A_PROPS = "mqtt.properties"
+# On a retained copy queued for one subscriber: the subscription (filter) that asked for it.
+A_RETAINED_FOR = "mqtt.retained_for"
+
+H_QOS = "x-mqtt-publish-qos"
+H_RETAIN = "x-mqtt-retain"
+H_CONTENT_TYPE = "x-mqtt-content-type"
+H_CORRELATION = "x-correlation-id"
+H_REPLY_TOPIC = "x-reply-to-topic"
+H_USER_PROPS = "x-mqtt-user-properties"
+H_FORMAT = "x-mqtt-payload-format-indicator"
+_INTERNAL_HEADERS = frozenset(
+    {H_QOS, H_RETAIN, H_CONTENT_TYPE, H_CORRELATION, H_REPLY_TOPIC, H_USER_PROPS, H_FORMAT}
+)
+
+# The common case (no MQTT 5 properties) shares one AMQP properties object per (qos, retain):
+# publishing costs no allocation beyond the Message itself. Never mutate these.
+_PLAIN: dict[tuple[int, bool], AmqpProperties] = {
+    (qos, retain): AmqpProperties(
+        delivery_mode=2 if qos else 1,
+        headers={H_QOS: qos, H_RETAIN: True} if retain else {H_QOS: qos},
+    )
+    for qos in (0, 1, 2)
+    for retain in (False, True)
+}
+
+
+def _is_short_ascii(text: str) -> bool:
+    return text.isascii() and len(text) <= 255
+
+
+def _amqp_properties(
+    publish: Publish, translator: TopicTranslator
+) -> tuple[AmqpProperties, int | None]:
+    props = publish.properties
+    headers: dict[str, object] = {H_QOS: publish.qos}
+    if publish.retain:
+        headers[H_RETAIN] = True
+    content_type = None
+    if props.content_type is not None:
+        if _is_short_ascii(props.content_type):
+            content_type = props.content_type
+        else:
+            headers[H_CONTENT_TYPE] = props.content_type
+    correlation_id = None
+    if props.correlation_data is not None:
+        try:
+            text = props.correlation_data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and len(props.correlation_data) < 256:
+            correlation_id = text
+        else:
+            headers[H_CORRELATION] = props.correlation_data
+    if props.response_topic is not None:
+        headers[H_REPLY_TOPIC] = translator.topic_to_routing_key(props.response_topic)
+    if props.user_properties:
+        headers.update(
+            {name: value for name, value in props.user_properties if name not in _INTERNAL_HEADERS}
+        )
+        headers[H_USER_PROPS] = [[name, value] for name, value in props.user_properties]
+    if props.payload_format_indicator is not None:
+        headers[H_FORMAT] = props.payload_format_indicator
+    expiration_ms = None
+    expiration = None
+    if props.message_expiry_interval is not None:
+        expiration_ms = props.message_expiry_interval * 1000
+        expiration = str(expiration_ms)
+    return (
+        AmqpProperties(
+            content_type=content_type,
+            headers=headers,
+            delivery_mode=2 if publish.qos else 1,
+            correlation_id=correlation_id,
+            expiration=expiration,
+        ),
+        expiration_ms,
+    )
+
+
+def message_from_publish(
+    publish: Publish,
+    *,
+    exchange: str,
+    routing_key: str,
+    client_id: str,
+    translator: TopicTranslator,
+) -> Message:
+    """The core message for an MQTT PUBLISH (routing key already translated by the caller)."""
+    annotations: dict[str, object] = {
+        A_TOPIC: publish.topic,
+        A_QOS: publish.qos,
+        A_RETAIN: publish.retain,
+        A_CLIENT: client_id,
+    }
+    if publish.properties is EMPTY_PROPERTIES:
+        return Message(
+            exchange,
+            routing_key,
+            publish.payload,
+            properties=_PLAIN[(publish.qos, publish.retain)],
+            annotations=annotations,
+            persistent=publish.qos > 0,
+        )
+    # Topic alias and subscription identifiers describe this hop only; never forward them.
+    props = publish.properties
+    if props.topic_alias is not None or props.subscription_identifiers:
+        props = Properties(
+            payload_format_indicator=props.payload_format_indicator,
+            message_expiry_interval=props.message_expiry_interval,
+            content_type=props.content_type,
+            response_topic=props.response_topic,
+            correlation_data=props.correlation_data,
+            user_properties=props.user_properties,
+        )
+        publish = Publish(publish.topic, publish.payload, publish.qos, publish.retain,
+                          publish.dup, publish.packet_id, props)  # fmt: skip
+    annotations[A_PROPS] = props
+    amqp_props, expiration_ms = _amqp_properties(publish, translator)
+    return Message(
+        exchange,
+        routing_key,
+        publish.payload,
+        properties=amqp_props,
+        annotations=annotations,
+        persistent=publish.qos > 0,
+        expiration_ms=expiration_ms,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MqttView:
+    """What an MQTT subscriber is sent for a core message (before per-subscriber QoS/flags)."""
+
+    topic: str
+    qos: int
+    retain: bool
+    properties: Properties
+    # Set when the message had an expiry: seconds it had left when it was enqueued.
+    expiry_interval: int | None
+
+
+def _header_qos(headers: dict[str, object] | None, delivery_mode: int | None) -> int:
+    if headers is not None:
+        value = headers.get(H_QOS)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2:
+            return value
+    return 1 if delivery_mode == 2 else 0
+
+
+def _as_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _user_properties(headers: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    pairs = headers.get(H_USER_PROPS)
+    if isinstance(pairs, list):
+        out = []
+        for pair in pairs:
+            if isinstance(pair, list | tuple) and len(pair) == 2:
+                name, value = _as_text(pair[0]), _as_text(pair[1])
+                if name is not None and value is not None:
+                    out.append((name, value))
+        return tuple(out)
+    found = []
+    for key, raw_value in headers.items():
+        if key in _INTERNAL_HEADERS or key.startswith(("x-death", "x-first-death")):
+            continue
+        text = _as_text(raw_value)
+        if text is not None:
+            found.append((key, text))
+    return tuple(found)
+
+
+def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
+    """MQTT topic, QoS, retain and MQTT 5 properties of any core message."""
+    annotations = message.annotations
+    topic = annotations.get(A_TOPIC)
+    if isinstance(topic, str) and (
+        A_RETAINED_FOR in annotations
+        or message.routing_key == translator.topic_to_routing_key(topic)
+    ):
+        # MQTT-origin and not re-routed under another key (dead-lettering may change it).
+        qos = annotations.get(A_QOS)
+        props = annotations.get(A_PROPS, EMPTY_PROPERTIES)
+        assert isinstance(qos, int)
+        assert isinstance(props, Properties)
+        return MqttView(
+            topic, qos, bool(annotations.get(A_RETAIN)), props, props.message_expiry_interval
+        )
+    amqp = message.properties
+    headers = amqp.headers or {}
+    content_type = amqp.content_type
+    if content_type is None:
+        content_type = _as_text(headers.get(H_CONTENT_TYPE))
+    correlation: bytes | None = None
+    if amqp.correlation_id is not None:
+        correlation = amqp.correlation_id.encode("utf-8")
+    elif isinstance(headers.get(H_CORRELATION), bytes | str):
+        raw = headers[H_CORRELATION]
+        correlation = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+    reply = headers.get(H_REPLY_TOPIC)
+    response_topic = translator.routing_key_to_topic(reply) if isinstance(reply, str) else None
+    fmt = headers.get(H_FORMAT)
+    expiry = None
+    if message.expiration_ms is not None:
+        expiry = math.ceil(message.expiration_ms / 1000)
+    props = Properties(
+        payload_format_indicator=fmt if isinstance(fmt, int) and fmt in (0, 1) else None,
+        content_type=content_type,
+        correlation_data=correlation,
+        response_topic=response_topic,
+        user_properties=_user_properties(headers) if headers else (),
+    )
+    return MqttView(
+        translator.routing_key_to_topic(message.routing_key),
+        _header_qos(amqp.headers, amqp.delivery_mode),
+        headers.get(H_RETAIN) is True,
+        props,
+        expiry,
+    )
+
+
+def remaining_expiry(expiry_interval: int | None, enqueued_at: float, now: float) -> int | None:
+    """Message Expiry Interval to send: the original minus the time spent queued, rounded up."""
+    if expiry_interval is None:
+        return None
+    left = expiry_interval - (now - enqueued_at)
+    return max(1, math.ceil(left)) if left > 0 else 0

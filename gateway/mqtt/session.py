@@ -1,0 +1,286 @@
+"""An MQTT session: the state that outlives one connection (DESIGN.md section 5).
+
+A session owns one core queue, `mqtt-subscription-<client id>`, bound once per topic filter on
+the MQTT exchange, and consumes it (plus one shared queue per `$share` subscription) as a core
+`Consumer`. While the client is away a persistent session keeps its subscriptions and its
+in-flight deliveries: `can_accept()` is False, so the core queues for it, and on reconnect the
+in-flight messages go out again with DUP and their original packet identifiers
+[MQTT-4.4.0-1]. The connection-facing half is `session_handler.ClientHandler`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.bridge.convert import (
+    A_CLIENT,
+    A_RETAINED_FOR,
+    MqttView,
+    mqtt_view,
+    remaining_expiry,
+)
+from gateway.core.consumers import Delivery
+from gateway.core.consumers import Subscription as CoreSubscription
+from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_5, Properties, SubscriptionOptions
+from gateway.mqtt.topics import matches
+
+if TYPE_CHECKING:
+    from gateway.mqtt.session_handler import ClientHandler
+    from gateway.mqtt.session_hub import MqttHub
+
+_MATCH_CACHE_LIMIT = 4096
+
+
+@dataclass(slots=True)
+class TopicSubscription:
+    """One SUBSCRIBE entry as the session keeps it."""
+
+    topic_filter: str  # the filter without any $share prefix
+    options: SubscriptionOptions
+    identifier: int | None
+    binding_key: str
+    share_group: str | None = None
+    shared_queue: str | None = None
+    core: CoreSubscription | None = None  # shared subscriptions consume their own queue
+
+
+@dataclass(slots=True)
+class Outbound:
+    """A QoS 1/2 message sent to the client and not yet completed."""
+
+    packet_id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: Properties
+    delivery: Delivery | None  # None once PUBREC settled it in the queue (QoS 2, PUBREL sent)
+
+    @property
+    def awaiting_pubcomp(self) -> bool:
+        return self.delivery is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    qos: int
+    identifiers: tuple[int, ...]
+    retain_as_published: bool
+    no_local: bool
+
+
+class Session:
+    """Subscriptions, in-flight messages and QoS 2 state of one client id."""
+
+    def __init__(self, hub: MqttHub, client_id: str, *, expiry_interval: int) -> None:
+        self.hub = hub
+        self.client_id = client_id
+        self.expiry_interval = expiry_interval
+        self.queue_name = f"mqtt-subscription-{client_id}"
+        self.queue_declared = False
+        self.subscriptions: dict[str, TopicSubscription] = {}  # by full filter ($share incl.)
+        self.core: CoreSubscription | None = None  # consumer of the session queue
+        self.inflight: OrderedDict[int, Outbound] = OrderedDict()
+        self.inbound_qos2: set[int] = set()  # packet ids PUBREC'd, awaiting PUBREL
+        self.handler: ClientHandler | None = None
+        self.expires_at: float | None = None  # set while disconnected
+        self.dropped_deliveries = 0  # too large for the client, or No Local
+        self._next_packet_id = 1
+        self._match_cache: dict[str, _Match | None] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_interval > 0
+
+    def attach(self, handler: ClientHandler) -> None:
+        self.handler = handler
+        self.expires_at = None
+
+    def detach(self) -> None:
+        self.handler = None
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscriptions_changed(self) -> None:
+        self._match_cache.clear()
+
+    def _match(self, topic: str, origin: object) -> _Match | None:
+        cached = self._match_cache.get(topic, False)
+        if cached is not False:
+            assert cached is None or isinstance(cached, _Match)
+            return cached
+        qos = -1
+        identifiers: list[int] = []
+        rap = False
+        no_local = True
+        for sub in self.subscriptions.values():
+            if sub.share_group is not None or not matches(sub.topic_filter, topic):
+                continue
+            qos = max(qos, sub.options.qos)
+            if sub.identifier is not None:
+                identifiers.append(sub.identifier)
+            rap = rap or sub.options.retain_as_published
+            no_local = no_local and sub.options.no_local
+        result = None if qos < 0 else _Match(qos, tuple(identifiers), rap, no_local)
+        if len(self._match_cache) >= _MATCH_CACHE_LIMIT:
+            self._match_cache.clear()
+        self._match_cache[topic] = result
+        del origin
+        return result
+
+    # -- core Consumer -----------------------------------------------------------------------
+
+    def can_accept(self) -> bool:
+        handler = self.handler
+        return handler is not None and handler.writable and len(self.inflight) < handler.window
+
+    def cancelled_by_server(self) -> None:
+        # The session queue or a shared queue was deleted (e.g. through the AMQP side).
+        self.queue_declared = self.queue_declared and self.hub.queue_exists(self.queue_name)
+        if self.core is not None and not self.core.active:
+            self.core = None
+        for sub in self.subscriptions.values():
+            if sub.core is not None and not sub.core.active:
+                sub.core = None
+
+    def deliver(self, delivery: Delivery) -> None:
+        handler = self.handler
+        message = delivery.message
+        annotations = message.annotations
+        view: MqttView = mqtt_view(message, self.hub.translator)
+        retained_for = annotations.get(A_RETAINED_FOR)
+        shared = self._shared_subscription(delivery)
+        if retained_for is not None:
+            sub = self.subscriptions.get(str(retained_for))
+            if sub is None:
+                delivery.queue.ack(delivery)
+                return
+            qos = min(view.qos, sub.options.qos)
+            retain = True
+            identifiers: tuple[int, ...] = () if sub.identifier is None else (sub.identifier,)
+        elif shared is not None:
+            qos = min(view.qos, shared.options.qos)
+            retain = view.retain and shared.options.retain_as_published
+            identifiers = () if shared.identifier is None else (shared.identifier,)
+        else:
+            match = self._match(view.topic, None)
+            if match is None or (match.no_local and annotations.get(A_CLIENT) == self.client_id):
+                # Bound through a key that MQTT matching rejects ($-topics under a leading
+                # wildcard) or only No Local subscriptions matched: never for this client.
+                self.dropped_deliveries += 1
+                delivery.queue.ack(delivery)
+                return
+            qos = min(view.qos, match.qos)
+            retain = view.retain and match.retain_as_published
+            identifiers = match.identifiers
+        if handler is None:  # pragma: no cover - can_accept() prevents it
+            delivery.queue.reject(delivery, requeue=True)
+            return
+        props = view.properties
+        if handler.protocol_level == MQTT_5:
+            expiry = remaining_expiry(view.expiry_interval, delivery.entry.enqueued_at,
+                                      self.hub.clock())  # fmt: skip
+            if identifiers or expiry != props.message_expiry_interval:
+                props = _with_delivery_fields(props, identifiers, expiry)
+        else:
+            props = EMPTY_PROPERTIES
+        if qos == 0:
+            delivery.queue.ack(delivery)
+            if not handler.send_publish(view.topic, message.body, 0, retain, False, None, props):
+                self.dropped_deliveries += 1
+            return
+        packet_id = self._allocate_packet_id()
+        out = Outbound(packet_id, view.topic, message.body, qos, retain, props, delivery)
+        if not handler.send_publish(
+            view.topic, message.body, qos, retain, delivery.redelivered, packet_id, props
+        ):
+            # Larger than the client's Maximum Packet Size: discarded as if delivered
+            # [MQTT-3.1.2-25].
+            self.dropped_deliveries += 1
+            delivery.queue.ack(delivery)
+            return
+        self.inflight[packet_id] = out
+
+    def _shared_subscription(self, delivery: Delivery) -> TopicSubscription | None:
+        if delivery.queue.name == self.queue_name:
+            return None
+        for sub in self.subscriptions.values():
+            if sub.shared_queue == delivery.queue.name:
+                return sub
+        return None
+
+    def _allocate_packet_id(self) -> int:
+        """Next free outbound identifier; ids in flight are never reused [MQTT-2.2.1-3]."""
+        inflight = self.inflight
+        candidate = self._next_packet_id
+        while candidate in inflight:
+            candidate = candidate + 1 if candidate < 0xFFFF else 1
+        self._next_packet_id = candidate + 1 if candidate < 0xFFFF else 1
+        return candidate
+
+    # -- acknowledgements from the client ------------------------------------------------------
+
+    def puback(self, packet_id: int) -> bool:
+        out = self.inflight.get(packet_id)
+        if out is None or out.qos != 1:
+            return False
+        del self.inflight[packet_id]
+        if out.delivery is not None:
+            out.delivery.queue.ack(out.delivery)
+        self.resume()
+        return True
+
+    def pubrec(self, packet_id: int, failed: bool) -> bool:
+        """QoS 2 step 1: the client has the message; settle it in the queue, await PUBCOMP."""
+        out = self.inflight.get(packet_id)
+        if out is None or out.qos != 2:
+            return False
+        if out.delivery is not None:
+            out.delivery.queue.ack(out.delivery)
+            out.delivery = None
+        if failed:
+            # A PUBREC with a failure code ends the exchange [MQTT-4.3.3-?]: no PUBREL.
+            del self.inflight[packet_id]
+            self.resume()
+        return True
+
+    def pubcomp(self, packet_id: int) -> bool:
+        out = self.inflight.get(packet_id)
+        if out is None or not out.awaiting_pubcomp:
+            return False
+        del self.inflight[packet_id]
+        self.resume()
+        return True
+
+    def resume(self) -> None:
+        """Window space or socket space came back: let the queues deliver again."""
+        if self.core is not None:
+            self.core.resume()
+        for sub in self.subscriptions.values():
+            if sub.core is not None:
+                sub.core.resume()
+
+    def requeue_inflight(self) -> None:
+        """Give unsettled deliveries back to their queues (clean session end, shared subs)."""
+        for out in list(self.inflight.values()):
+            if out.delivery is not None and not out.delivery.settled:
+                out.delivery.queue.reject(out.delivery, requeue=True)
+        self.inflight.clear()
+
+
+def _with_delivery_fields(
+    props: Properties, identifiers: tuple[int, ...], expiry: int | None
+) -> Properties:
+    return Properties(
+        payload_format_indicator=props.payload_format_indicator,
+        message_expiry_interval=expiry,
+        content_type=props.content_type,
+        response_topic=props.response_topic,
+        correlation_data=props.correlation_data,
+        subscription_identifiers=identifiers,
+        user_properties=props.user_properties,
+    )

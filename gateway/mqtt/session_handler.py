@@ -1,0 +1,535 @@
+"""One MQTT client connection on the core: CONNECT, PUBLISH, SUBSCRIBE and the QoS flows.
+
+The handler never touches a socket: it reads events from the sans-I/O `MqttConnection`, acts on
+the hub and the core, and writes packets back into the machine. The listener flushes
+`conn.data_to_send()` when `on_output` says there is something, once per loop turn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+
+from gateway.bridge.topics import RoutingKeyTooLong
+from gateway.core.errors import AuthenticationFailed, CoreError
+from gateway.mqtt.codec_errors import InvalidTopic
+from gateway.mqtt.connection import (
+    ConnectTimedOut,
+    Event,
+    KeepaliveExpired,
+    MqttConnection,
+    ProtocolViolation,
+)
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_3_1,
+    MQTT_5,
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    ReasonCode,
+    SubAck,
+    Subscribe,
+    SubscriptionOptions,
+    UnsubAck,
+    Unsubscribe,
+    Will,
+)
+from gateway.mqtt.session import Session, TopicSubscription
+from gateway.mqtt.session_hub import MqttHub, PublishRefused
+from gateway.mqtt.topics import parse_shared_subscription, validate_topic_filter
+
+_SUCCESS = ReasonCode.SUCCESS
+
+
+class ClientHandler:
+    """Per-connection MQTT logic; the session it attaches to may outlive it."""
+
+    def __init__(
+        self,
+        hub: MqttHub,
+        conn: MqttConnection,
+        peer_host: str,
+        *,
+        on_output: Callable[[], None],
+        close_transport: Callable[[], None],
+    ) -> None:
+        self.hub = hub
+        self.conn = conn
+        self.peer_host = peer_host
+        self._on_output = on_output
+        self._close_transport = close_transport
+        self.writable = True
+        self.window = hub.settings.max_inflight
+        self.protocol_level = 4
+        self.session: Session | None = None
+        self.client_id = ""
+        self.username: str | None = None
+        self.will: Will | None = None
+        self.closed = False
+        self._counted = False
+        self._aliases_out: dict[str, int] = {}
+        self._alias_limit = 0
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, packet: ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck
+             ) -> None:  # fmt: skip
+        self.conn.send(packet)
+        self._on_output()
+
+    def send_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        packet_id: int | None,
+        properties: Properties,
+    ) -> bool:
+        """Queue one PUBLISH (outbound Topic Alias applied); False if the client can't take it."""
+        if self._alias_limit:
+            alias = self._aliases_out.get(topic)
+            if alias is not None:
+                properties = _replace_alias(properties, alias)
+                topic = ""
+            elif len(self._aliases_out) < self._alias_limit:
+                alias = len(self._aliases_out) + 1
+                self._aliases_out[topic] = alias
+                properties = _replace_alias(properties, alias)
+        sent = self.conn.send_publish(
+            topic, payload, qos=qos, retain=retain, dup=dup, packet_id=packet_id,
+            properties=properties,
+        )  # fmt: skip
+        self._on_output()
+        if sent:
+            self.hub.stats["delivered"] += 1
+        return sent
+
+    def set_writable(self, writable: bool) -> None:
+        """Back-pressure from the socket: the core stops handing us messages while paused."""
+        self.writable = writable
+        if writable and self.session is not None:
+            self.session.resume()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def handle_events(self, events: list[Event]) -> None:
+        for event in events:
+            if self.closed:
+                return
+            kind = type(event)
+            if kind is Publish:
+                assert isinstance(event, Publish)
+                self._on_publish(event)
+            elif kind is PubAck:
+                assert isinstance(event, PubAck)
+                if self.session is not None:
+                    self.session.puback(event.packet_id)
+            elif kind is PubRec:
+                assert isinstance(event, PubRec)
+                self._on_pubrec(event)
+            elif kind is PubRel:
+                assert isinstance(event, PubRel)
+                self._on_pubrel(event)
+            elif kind is PubComp:
+                assert isinstance(event, PubComp)
+                if self.session is not None:
+                    self.session.pubcomp(event.packet_id)
+            elif kind is Subscribe:
+                assert isinstance(event, Subscribe)
+                self._on_subscribe(event)
+            elif kind is Unsubscribe:
+                assert isinstance(event, Unsubscribe)
+                self._on_unsubscribe(event)
+            elif kind is Connect:
+                assert isinstance(event, Connect)
+                self._on_connect(event)
+            elif kind is Disconnect:
+                assert isinstance(event, Disconnect)
+                self._on_disconnect(event)
+            elif kind is Auth:
+                self._fail(ReasonCode.PROTOCOL_ERROR)
+            elif kind in (KeepaliveExpired, ConnectTimedOut, ProtocolViolation):
+                self._finish()
+
+    # -- CONNECT -----------------------------------------------------------------------------
+
+    def _refuse(self, code: ReasonCode) -> None:
+        self.conn.send(ConnAck(False, code))
+        self._on_output()
+        self.closed = True
+        self._close_transport()
+
+    def _on_connect(self, connect: Connect) -> None:
+        hub = self.hub
+        settings = hub.settings
+        self.protocol_level = connect.protocol_level
+        v5 = connect.protocol_level == MQTT_5
+        if connect.properties.authentication_method is not None:
+            self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
+            return
+        if hub.connections >= settings.max_connections:
+            self._refuse(ReasonCode.SERVER_BUSY if v5 else ReasonCode.SERVER_UNAVAILABLE)
+            return
+        if connect.username is None:
+            name, password = "guest", "guest"  # anonymous MQTT is guest, loopback only
+        else:
+            name = connect.username
+            try:
+                password = (connect.password or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                password = "\x00" + hashlib.sha256(connect.password or b"").hexdigest()
+        try:
+            user = hub.users.authenticate(name, password, self.peer_host, mechanism="MQTT")
+            hub.users.check_vhost(user, settings.vhost)
+        except AuthenticationFailed as exc:
+            loopback_refusal = "localhost" in str(exc)
+            self._refuse(
+                ReasonCode.NOT_AUTHORIZED if loopback_refusal
+                else ReasonCode.BAD_USER_NAME_OR_PASSWORD
+            )  # fmt: skip
+            return
+        except CoreError:
+            self._refuse(ReasonCode.NOT_AUTHORIZED)
+            return
+        self.username = user.name
+        client_id = connect.client_id
+        assigned: str | None = None
+        if not client_id:
+            if (not connect.clean_start and not v5) or connect.protocol_level == MQTT_3_1:
+                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
+                return
+            client_id = assigned = hub.assign_client_id()
+        self.client_id = client_id
+        requested_expiry = connect.properties.session_expiry_interval if v5 else None
+        if v5:
+            expiry = requested_expiry or 0
+        else:
+            expiry = 0 if connect.clean_start else settings.max_session_expiry
+        capped = min(expiry, settings.max_session_expiry)
+
+        old = hub.sessions.get(client_id)
+        if old is not None and old.handler is not None:
+            old.handler.taken_over()
+        hub.cancel_will(client_id)
+        old = hub.sessions.get(client_id)
+        session_present = False
+        if old is not None and connect.clean_start:
+            hub.discard_session(old)
+            old = None
+        if old is None:
+            session = Session(hub, client_id, expiry_interval=capped)
+            hub.sessions[client_id] = session
+        else:
+            session = old
+            session.expiry_interval = capped
+            session_present = True
+        self.session = session
+        session.attach(self)
+        hub.connections += 1
+        self._counted = True
+        self.will = connect.will
+        self.window = min(settings.max_inflight, self.conn.client_receive_maximum)
+        self._alias_limit = self.conn.client_topic_alias_maximum
+
+        props = EMPTY_PROPERTIES
+        if v5:
+            props = Properties(
+                assigned_client_identifier=assigned,
+                session_expiry_interval=capped if capped != expiry else None,
+                receive_maximum=settings.max_inflight,
+                topic_alias_maximum=settings.topic_alias_maximum or None,
+                maximum_packet_size=settings.max_packet_size,
+                retain_available=True,
+                server_keep_alive=(
+                    settings.max_keepalive
+                    if connect.keep_alive == 0 or connect.keep_alive > settings.max_keepalive
+                    else None
+                )
+                if settings.max_keepalive < 65535
+                else None,
+            )
+        self.send(ConnAck(session_present, _SUCCESS, props))
+        if session_present:
+            self._resend_inflight(session)
+            session.resume()
+
+    def _resend_inflight(self, session: Session) -> None:
+        for out in list(session.inflight.values()):
+            if out.awaiting_pubcomp:
+                self.send(PubRel(out.packet_id))
+            else:
+                self.send_publish(out.topic, out.payload, out.qos, out.retain, True,
+                                  out.packet_id, out.properties)  # fmt: skip
+
+    def taken_over(self) -> None:
+        """Another connection claimed this client id [MQTT-3.1.4-3]."""
+        if self.closed:
+            return
+        self.conn.close(ReasonCode.SESSION_TAKEN_OVER)
+        self._on_output()
+        self._finish()
+
+    # -- PUBLISH -----------------------------------------------------------------------------
+
+    def _on_publish(self, publish: Publish) -> None:
+        session = self.session
+        assert session is not None
+        qos = publish.qos
+        packet_id = publish.packet_id
+        if qos == 2 and packet_id in session.inbound_qos2:
+            self.send(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
+            return
+        if publish.properties.payload_format_indicator == 1:
+            try:
+                publish.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self._publish_refused(publish, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                return
+        try:
+            result = self.hub.route_publish(publish, self.client_id)
+        except PublishRefused as exc:
+            self._publish_refused(publish, exc.reason_code)
+            return
+        except CoreError:
+            self._publish_refused(publish, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+            return
+        if qos == 0:
+            return
+        if result.rejected:
+            self._publish_refused(publish, ReasonCode.QUOTA_EXCEEDED)
+            return
+        code = _SUCCESS if result.routed else ReasonCode.NO_MATCHING_SUBSCRIBERS
+        if self.protocol_level != MQTT_5:
+            code = _SUCCESS
+        assert packet_id is not None
+        if qos == 1:
+            self.send(PubAck(packet_id, code))
+        else:
+            session.inbound_qos2.add(packet_id)
+            self.send(PubRec(packet_id, code))
+
+    def _publish_refused(self, publish: Publish, code: ReasonCode) -> None:
+        """v5 answers with the reason code; 3.1.1 has none, so the connection is closed and
+        the client will retry (DESIGN.md section 5)."""
+        if self.protocol_level == MQTT_5 and publish.qos > 0:
+            assert publish.packet_id is not None
+            ack = PubAck if publish.qos == 1 else PubRec
+            self.send(ack(publish.packet_id, code))
+            return
+        if publish.qos == 0 and code in (ReasonCode.NO_MATCHING_SUBSCRIBERS,):
+            return
+        self._fail(code)
+
+    def _on_pubrel(self, pubrel: PubRel) -> None:
+        session = self.session
+        assert session is not None
+        if pubrel.packet_id in session.inbound_qos2:
+            session.inbound_qos2.discard(pubrel.packet_id)
+            self.send(PubComp(pubrel.packet_id))
+        else:
+            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == MQTT_5 else \
+                _SUCCESS  # fmt: skip
+            self.send(PubComp(pubrel.packet_id, code))
+
+    def _on_pubrec(self, pubrec: PubRec) -> None:
+        session = self.session
+        assert session is not None
+        failed = pubrec.reason_code >= 0x80
+        if session.pubrec(pubrec.packet_id, failed):
+            if not failed:
+                self.send(PubRel(pubrec.packet_id))
+        elif not failed:
+            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == MQTT_5 else \
+                _SUCCESS  # fmt: skip
+            self.send(PubRel(pubrec.packet_id, code))
+
+    # -- SUBSCRIBE ---------------------------------------------------------------------------
+
+    def _on_subscribe(self, packet: Subscribe) -> None:
+        session = self.session
+        assert session is not None
+        identifiers = packet.properties.subscription_identifiers
+        identifier = identifiers[0] if identifiers else None
+        codes: list[ReasonCode] = []
+        retained_for: list[tuple[str, str]] = []
+        for full_filter, options in packet.subscriptions:
+            try:
+                validate_topic_filter(full_filter)
+                group, topic_filter = parse_shared_subscription(full_filter)
+                key = self.hub.translator.filter_to_binding_key(topic_filter)
+            except (InvalidTopic, RoutingKeyTooLong):
+                codes.append(ReasonCode.TOPIC_FILTER_INVALID)
+                continue
+            if group is not None and options.no_local:
+                self._fail(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
+                return
+            qos = min(options.qos, 2)
+            options = SubscriptionOptions(qos, options.no_local, options.retain_as_published,
+                                          options.retain_handling)  # fmt: skip
+            existed = full_filter in session.subscriptions
+            try:
+                if group is None:
+                    self._subscribe_plain(session, full_filter, topic_filter, key, options,
+                                          identifier)  # fmt: skip
+                else:
+                    self._subscribe_shared(session, full_filter, group, topic_filter, key,
+                                           options, identifier)  # fmt: skip
+            except CoreError:
+                codes.append(ReasonCode.UNSPECIFIED_ERROR)
+                continue
+            codes.append(ReasonCode(qos))
+            if group is None and (
+                options.retain_handling == 0 or (options.retain_handling == 1 and not existed)
+            ):
+                retained_for.append((full_filter, topic_filter))
+        session.subscriptions_changed()
+        self.send(SubAck(packet.packet_id, tuple(codes)))
+        for full_filter, topic_filter in retained_for:
+            self.hub.send_retained(session, full_filter, topic_filter)
+
+    def _subscribe_plain(
+        self,
+        session: Session,
+        full_filter: str,
+        topic_filter: str,
+        key: str,
+        options: SubscriptionOptions,
+        identifier: int | None,
+    ) -> None:
+        hub = self.hub
+        hub.ensure_session_queue(session)
+        hub.vhost.bind_queue(session.queue_name, hub.settings.exchange, key, owner=session)
+        session.subscriptions[full_filter] = TopicSubscription(
+            topic_filter, options, identifier, key
+        )
+
+    def _subscribe_shared(
+        self,
+        session: Session,
+        full_filter: str,
+        group: str,
+        topic_filter: str,
+        key: str,
+        options: SubscriptionOptions,
+        identifier: int | None,
+    ) -> None:
+        hub = self.hub
+        existing = session.subscriptions.get(full_filter)
+        if existing is not None and existing.core is not None and existing.core.active:
+            existing.options = options
+            existing.identifier = identifier
+            return
+        queue_name = shared_queue_name(group, key)
+        hub.vhost.declare_queue(queue_name, auto_delete=True)
+        hub.vhost.bind_queue(queue_name, hub.settings.exchange, key)
+        sub = TopicSubscription(topic_filter, options, identifier, key, group, queue_name)
+        session.subscriptions[full_filter] = sub
+        sub.core = hub.vhost.consume(
+            queue_name, session, tag=f"mqtt-{session.client_id}-{full_filter}", no_ack=False,
+            owner=session,
+        )  # fmt: skip
+
+    def _on_unsubscribe(self, packet: Unsubscribe) -> None:
+        session = self.session
+        assert session is not None
+        hub = self.hub
+        codes: list[ReasonCode] = []
+        for full_filter in packet.topic_filters:
+            sub = session.subscriptions.pop(full_filter, None)
+            if sub is None:
+                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+                continue
+            codes.append(_SUCCESS)
+            if sub.core is not None:
+                if sub.core.active:
+                    sub.core.cancel(requeue_unacked=True)
+                continue
+            still_bound = any(
+                other.binding_key == sub.binding_key and other.share_group is None
+                for other in session.subscriptions.values()
+            )
+            if not still_bound and session.queue_declared:
+                # The queue or exchange may have been deleted from the AMQP side.
+                with contextlib.suppress(CoreError):
+                    hub.vhost.unbind_queue(session.queue_name, hub.settings.exchange,
+                                           sub.binding_key, owner=session)  # fmt: skip
+        session.subscriptions_changed()
+        self.send(UnsubAck(packet.packet_id, tuple(codes)))
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _on_disconnect(self, packet: Disconnect) -> None:
+        session = self.session
+        if session is not None and packet.properties.session_expiry_interval is not None:
+            session.expiry_interval = min(
+                packet.properties.session_expiry_interval, self.hub.settings.max_session_expiry
+            )
+        if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
+            self.will = None  # a normal DISCONNECT discards the will [MQTT-3.14.4-3]
+        self._finish()
+
+    def _fail(self, code: ReasonCode) -> None:
+        self.conn.close(code)
+        self._on_output()
+        self._finish()
+
+    def shutdown(self) -> None:
+        """The gateway is stopping: MQTT 5 clients get DISCONNECT 0x8B."""
+        if self.closed:
+            return
+        self.conn.close(ReasonCode.SERVER_SHUTTING_DOWN)
+        self._on_output()
+        self._finish()
+
+    def connection_lost(self) -> None:
+        """The transport is gone (the client dropped it, or we closed it)."""
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        session = self.session
+        if session is not None and session.handler is self:
+            hub = self.hub
+            will = self.will
+            if will is not None:
+                delay = will.properties.will_delay_interval or 0
+                ends_in = float(session.expiry_interval)
+                hub.schedule_will(self.client_id, will, delay, ends_in)
+            hub.session_detached(session)
+        if self._counted:
+            self.hub.connections -= 1
+            self._counted = False
+        self._close_transport()
+
+
+def shared_queue_name(group: str, key: str) -> str:
+    name = f"mqtt-shared-{group}-{key}"
+    if len(name.encode()) > 255:
+        name = "mqtt-shared-" + hashlib.sha256(f"{group}\x00{key}".encode()).hexdigest()
+    return name
+
+
+def _replace_alias(props: Properties, alias: int) -> Properties:
+    return Properties(
+        payload_format_indicator=props.payload_format_indicator,
+        message_expiry_interval=props.message_expiry_interval,
+        content_type=props.content_type,
+        response_topic=props.response_topic,
+        correlation_data=props.correlation_data,
+        subscription_identifiers=props.subscription_identifiers,
+        user_properties=props.user_properties,
+        topic_alias=alias,
+    )

@@ -1,0 +1,126 @@
+"""`gateway` as a user runs it: a real process, real signals, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+GATEWAY = [sys.executable, "-m", "gateway"]
+ALL_PORTS_FREE = [
+    "--bind", "127.0.0.1",
+    "--mqtt-port", "0", "--ws-port", "0", "--amqp-port", "0", "--http-port", "0",
+]  # fmt: skip
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GATEWAY, *args], capture_output=True, text=True, timeout=30, cwd=cwd, input=stdin,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+def test_help_lists_the_flags() -> None:
+    out = run_cli("run", "--help").stdout
+    for flag in ("--config", "--bind", "--mqtt-port", "--mqtts-port", "--ws-port", "--amqp-port",
+                 "--amqps-port", "--http-port", "--data-dir", "--mappings", "--log-level",
+                 "--log-format"):  # fmt: skip
+        assert flag in out
+
+
+def test_version() -> None:
+    from gateway import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"gateway {__version__}"
+
+
+def test_bad_flag_value_is_one_line() -> None:
+    result = run_cli("run", "--mqtt-port", "abc")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--mqtt-port" in lines[0]
+    assert "expected an integer port" in lines[0]
+
+
+def test_bad_log_level_is_refused() -> None:
+    result = run_cli("run", "--log-level", "loud")
+    assert result.returncode != 0
+    assert "--log-level" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("mqtt_port = = 1\n", "not valid TOML"),
+        ("mqtt_prot = 1\n", "key mqtt_prot: unknown key"),
+        ('[amqp]\nframe_max = "big"\n', "key amqp.frame_max: expected `int`, got `str`"),
+    ],
+)
+def test_broken_config_file_is_one_clear_line(tmp_path: Path, content: str, expected: str) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(content)
+    result = run_cli("run", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0]
+    assert expected in lines[0]
+
+
+def test_passwd_prints_a_hash_the_config_accepts(tmp_path: Path) -> None:
+    result = run_cli("passwd", "--stdin", stdin="s3cret\n")
+    assert result.returncode == 0
+    encoded = result.stdout.strip()
+    assert encoded.startswith("scrypt$")
+    from gateway.core.users import verify_password
+
+    assert verify_password("s3cret", encoded)
+    assert not verify_password("s3cret!", encoded)
+
+
+def wait_for_ready(proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, object]:
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        event = json.loads(line)
+        if event.get("event") == "gateway.ready":
+            return event
+    raise AssertionError(f"no gateway.ready event; stderr was: {''.join(seen)}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
+    proc = subprocess.Popen(
+        [*GATEWAY, "run", *ALL_PORTS_FREE, "--log-format", "json", "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        ready = wait_for_ready(proc)
+        ports = ready["ports"]
+        assert isinstance(ports, dict)
+        assert all(isinstance(p, int) and p > 0 for p in ports.values())
+        started = time.monotonic()
+        proc.send_signal(signum)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

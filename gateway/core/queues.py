@@ -1,0 +1,525 @@
+"""Queues: ready messages, dispatch to subscriptions, settlement, TTL and length limits.
+
+Ready messages sit in a deque ordered by a queue-local sequence number, so a requeued message
+goes back to its original place. Dispatch is synchronous and round-robin over subscriptions
+that have credit and whose consumer can accept; it runs when a message arrives, a consumer is
+added, credit is freed, or an adapter says its socket drained. A dispatch triggered from inside
+a consumer's ``deliver`` (say, it acks at once) is folded into the running loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping
+from operator import attrgetter
+from typing import TYPE_CHECKING, ClassVar
+
+from gateway.core.arguments import QueueSettings
+from gateway.core.consumers import WAKE_GROUP, WAKE_QUEUE, CreditGroup, Delivery, Subscription
+from gateway.core.message import Message, QueueEntry
+
+if TYPE_CHECKING:
+    from gateway.core.exchanges import Binding, SourceKey
+    from gateway.core.vhost import VirtualHost
+
+_seq_of = attrgetter("seq")
+
+
+class Queue:
+    is_queue: ClassVar[bool] = True
+
+    __slots__ = (
+        "_broker",
+        "_clock",
+        "_dispatch_again",
+        "_dispatching",
+        "_drop_head",
+        "_exclusive_consumer",
+        "_expires_s",
+        "_last_used",
+        "_limited",
+        "_ready",
+        "_ready_bytes",
+        "_rr",
+        "_seq",
+        "_sources",
+        "_subs",
+        "_timer_at",
+        "_ttl_ms",
+        "_unacked",
+        "_vh",
+        "arguments",
+        "auto_delete",
+        "dead_letter_exchange",
+        "dead_letter_routing_key",
+        "deleted",
+        "durable",
+        "exclusive",
+        "max_length",
+        "max_length_bytes",
+        "name",
+        "overflow",
+        "owner",
+        "single_active_consumer",
+        "vhost",
+    )
+
+    def __init__(
+        self,
+        vhost: VirtualHost,
+        name: str,
+        *,
+        durable: bool,
+        exclusive: bool,
+        owner: object,
+        auto_delete: bool,
+        arguments: Mapping[str, object],
+        settings: QueueSettings,
+        now: float,
+    ) -> None:
+        self.name = name
+        self.vhost = vhost.name
+        self._vh = vhost
+        self._broker = vhost.broker
+        self._clock = vhost.broker.clock
+        self.durable = durable
+        self.exclusive = exclusive
+        self.owner = owner if exclusive else None
+        self.auto_delete = auto_delete
+        self.arguments: dict[str, object] = dict(arguments)
+        self._ttl_ms = settings.message_ttl_ms
+        self._expires_s = None if settings.expires_ms is None else settings.expires_ms / 1000
+        self.max_length = settings.max_length
+        self.max_length_bytes = settings.max_length_bytes
+        self._limited = self.max_length is not None or self.max_length_bytes is not None
+        self.overflow = settings.overflow
+        self._drop_head = settings.overflow == "drop-head"
+        self.dead_letter_exchange = settings.dead_letter_exchange
+        self.dead_letter_routing_key = settings.dead_letter_routing_key
+        self.single_active_consumer = settings.single_active_consumer
+        self._ready: deque[QueueEntry] = deque()
+        self._ready_bytes = 0
+        self._unacked: dict[int, Delivery] = {}
+        self._seq = 0
+        self._subs: list[Subscription] = []
+        self._rr = 0
+        self._exclusive_consumer = False
+        self._last_used = now
+        self._timer_at: float | None = None
+        self._dispatching = False
+        self._dispatch_again = False
+        self._sources: dict[SourceKey, Binding] = {}
+        self.deleted = False
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def message_count(self) -> int:
+        """Ready messages (what queue.declare-ok and basic.get-ok report)."""
+        return len(self._ready)
+
+    @property
+    def consumer_count(self) -> int:
+        return len(self._subs)
+
+    @property
+    def unacked_count(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def ready_bytes(self) -> int:
+        return self._ready_bytes
+
+    def subscriptions(self) -> list[Subscription]:
+        return list(self._subs)
+
+    def ready_entries(self) -> list[QueueEntry]:
+        return list(self._ready)
+
+    # -- enqueue -----------------------------------------------------------------------------
+
+    def offer(self, message: Message) -> bool:
+        """Enqueue a message without routing (store recovery, direct sends). False: rejected."""
+        return self._offer(message, self._clock())
+
+    def _offer(self, message: Message, now: float) -> bool:
+        if self.deleted:
+            return False
+        size = len(message.body)
+        ready = self._ready
+        if self._limited and not self._drop_head:
+            max_len = self.max_length
+            max_bytes = self.max_length_bytes
+            if (max_len is not None and len(ready) >= max_len) or (
+                max_bytes is not None and self._ready_bytes + size > max_bytes
+            ):
+                if self.overflow == "reject-publish-dlx":
+                    self._vh._dead_letter(self, message, "maxlen")
+                return False
+        ttl = self._ttl_ms
+        per_message = message.expiration_ms
+        if per_message is not None and (ttl is None or per_message < ttl):
+            ttl = per_message
+        self._seq += 1
+        entry = QueueEntry(message, self._seq, now, None if ttl is None else now + ttl / 1000)
+        self._broker.queued_bytes += size
+        if self.durable and message.persistent:
+            for observer in self._broker.observers:
+                observer.on_enqueued(self, entry)
+        if not ready and self._subs and not self._dispatching:
+            # Nothing waiting: hand it straight to a consumer that can take it.
+            sub = self._pick()
+            if sub is not None:
+                self._dispatching = True  # publishes from inside deliver() queue up behind
+                try:
+                    self._deliver(sub, entry)
+                finally:
+                    self._dispatching = False
+                if ready:
+                    self.dispatch()
+                return True
+        if ttl == 0:
+            # RabbitMQ: a zero TTL message goes to a consumer that can take it now, or expires.
+            self._expire(entry)
+            return True
+        ready.append(entry)
+        self._ready_bytes += size
+        if self._subs:
+            self.dispatch()
+        if self._limited:
+            self._trim()
+        if ttl is not None:
+            self._arm_timer()
+        return True
+
+    def _trim(self) -> None:
+        """drop-head: drop (and dead-letter) the oldest ready messages while over a limit."""
+        if not self._drop_head:
+            return
+        ready = self._ready
+        max_len = self.max_length
+        max_bytes = self.max_length_bytes
+        while ready and (
+            (max_len is not None and len(ready) > max_len)
+            or (max_bytes is not None and self._ready_bytes > max_bytes)
+        ):
+            entry = ready.popleft()
+            self._ready_bytes -= len(entry.message.body)
+            self._forget(entry)
+            self._vh._dead_letter(self, entry.message, "maxlen")
+
+    def _insert(self, entry: QueueEntry) -> None:
+        ready = self._ready
+        seq = entry.seq
+        if not ready or seq < ready[0].seq:
+            ready.appendleft(entry)
+        elif seq > ready[-1].seq:
+            ready.append(entry)
+        else:
+            ready.insert(bisect.bisect_left(ready, seq, key=_seq_of), entry)
+        self._ready_bytes += len(entry.message.body)
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Hand ready messages to subscriptions that can take them."""
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        if not self._ready or not self._subs:
+            return
+        self._dispatching = True
+        try:
+            again = True
+            while again:
+                self._dispatch_again = False
+                self._dispatch_ready()
+                again = self._dispatch_again
+        finally:
+            self._dispatching = False
+        ready = self._ready
+        if ready and ready[0].expires_at is not None:
+            self._arm_timer()
+
+    def _dispatch_ready(self) -> None:
+        ready = self._ready
+        now: float | None = None
+        while ready and self._subs:
+            sub = self._pick()
+            if sub is None:
+                return
+            entry = ready.popleft()
+            self._ready_bytes -= len(entry.message.body)
+            expires_at = entry.expires_at
+            if expires_at is not None:
+                if now is None:
+                    now = self._clock()
+                if expires_at <= now:
+                    self._expire(entry)
+                    continue
+            self._deliver(sub, entry)
+
+    def _pick(self) -> Subscription | None:
+        subs = self._subs
+        if self.single_active_consumer:
+            first = subs[0]
+            return first if first.can_take() else None
+        n = len(subs)
+        start = self._rr if self._rr < n else 0
+        for i in range(n):
+            idx = start + i
+            if idx >= n:
+                idx -= n
+            sub = subs[idx]
+            if sub.can_take():
+                self._rr = idx + 1
+                return sub
+        return None
+
+    def _deliver(self, sub: Subscription, entry: QueueEntry) -> None:
+        entry.delivery_count += 1
+        delivery = Delivery(self, entry, sub)
+        if sub.no_ack:
+            delivery.settled = True
+            self._forget(entry)
+        else:
+            self._unacked[entry.seq] = delivery
+            sub._track(delivery)
+        sub.consumer.deliver(delivery)
+
+    def get(self, no_ack: bool) -> tuple[Delivery, int] | None:
+        """basic.get: the head message and how many remain, or None when empty."""
+        now = self._clock()
+        self._touch(now)
+        ready = self._ready
+        while ready:
+            entry = ready.popleft()
+            self._ready_bytes -= len(entry.message.body)
+            if entry.expires_at is not None and entry.expires_at <= now:
+                self._expire(entry)
+                continue
+            entry.delivery_count += 1
+            delivery = Delivery(self, entry, None)
+            if no_ack:
+                delivery.settled = True
+                self._forget(entry)
+            else:
+                self._unacked[entry.seq] = delivery
+            if ready and ready[0].expires_at is not None:
+                self._arm_timer()
+            return delivery, len(ready)
+        return None
+
+    # -- settlement --------------------------------------------------------------------------
+
+    def ack(self, delivery: Delivery) -> bool:
+        """The client is done with it. False when already settled (e.g. the queue was deleted)."""
+        if delivery.settled:
+            return False
+        delivery.settled = True
+        entry = delivery.entry
+        self._unacked.pop(entry.seq, None)
+        self._forget(entry)
+        self._release(delivery)
+        return True
+
+    def reject(self, delivery: Delivery, requeue: bool) -> bool:
+        """basic.reject / single nack: back to its original place, or dead-lettered."""
+        if delivery.settled:
+            return False
+        if requeue:
+            self.requeue((delivery,))
+            return True
+        delivery.settled = True
+        entry = delivery.entry
+        self._unacked.pop(entry.seq, None)
+        self._forget(entry)
+        self._vh._dead_letter(self, entry.message, "rejected")
+        self._release(delivery)
+        return True
+
+    def requeue(self, deliveries: Iterable[Delivery]) -> None:
+        """Return unsettled deliveries to the queue at their original positions, redelivered."""
+        entries: list[QueueEntry] = []
+        groups: dict[CreditGroup, None] = {}
+        for delivery in deliveries:
+            if delivery.settled or delivery.queue is not self:
+                continue
+            delivery.settled = True
+            entry = delivery.entry
+            self._unacked.pop(entry.seq, None)
+            sub = delivery.subscription
+            if sub is not None and sub._release(delivery) == WAKE_GROUP:
+                assert sub.credit_group is not None
+                groups[sub.credit_group] = None
+            entry.redelivered = True
+            entries.append(entry)
+        if not entries:
+            return
+        if len(entries) == 1:
+            self._insert(entries[0])
+        else:
+            entries.sort(key=_seq_of)
+            ready = self._ready
+            self._ready_bytes += sum(len(e.message.body) for e in entries)
+            if not ready or entries[-1].seq < ready[0].seq:
+                ready.extendleft(reversed(entries))
+            else:
+                # Rebuild in place: a dispatch loop up the stack may hold this deque.
+                merged = list(heapq.merge(ready, entries, key=_seq_of))
+                ready.clear()
+                ready.extend(merged)
+        if self._limited:
+            self._trim()
+        for group in groups:
+            group.wake()
+        self.dispatch()
+        self._arm_timer()
+
+    def _release(self, delivery: Delivery) -> None:
+        sub = delivery.subscription
+        if sub is None:
+            return
+        wake = sub._release(delivery)
+        if wake == WAKE_GROUP:
+            assert sub.credit_group is not None
+            sub.credit_group.wake()
+            if not sub.active:
+                self.dispatch()
+        elif wake == WAKE_QUEUE:
+            self.dispatch()
+
+    def _forget(self, entry: QueueEntry) -> None:
+        """The entry left this queue for good (acked, dropped, expired, purged)."""
+        message = entry.message
+        self._broker.queued_bytes -= len(message.body)
+        if self.durable and message.persistent:
+            for observer in self._broker.observers:
+                observer.on_removed(self, entry)
+
+    def _expire(self, entry: QueueEntry) -> None:
+        self._forget(entry)
+        self._vh._dead_letter(self, entry.message, "expired")
+
+    def purge(self) -> int:
+        """Drop every ready message (unacked ones stay); returns how many were dropped."""
+        ready = self._ready
+        count = len(ready)
+        if count:
+            entries = list(ready)
+            ready.clear()
+            self._ready_bytes = 0
+            for entry in entries:
+                self._forget(entry)
+        return count
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def _add_subscription(self, sub: Subscription) -> None:
+        self._subs.append(sub)
+        if sub.exclusive:
+            self._exclusive_consumer = True
+        if sub.credit_group is not None:
+            sub.credit_group._join(sub)
+        self.dispatch()
+
+    def _cancel(self, sub: Subscription, requeue_unacked: bool) -> None:
+        if sub.active:
+            sub.active = False
+            self._subs.remove(sub)
+            if sub.exclusive:
+                self._exclusive_consumer = False
+            if sub.credit_group is not None:
+                sub.credit_group._leave(sub)
+            self._vh._forget_subscription(sub)
+            if not self._subs and self.auto_delete and not self.deleted:
+                self._vh._delete_queue(self)
+                return
+        if requeue_unacked:
+            sub.requeue_unacked()
+        if self.deleted:
+            return
+        if self._subs:
+            self.dispatch()  # a single active consumer may have handed over
+        elif self._expires_s is not None:
+            self._touch(self._clock())
+
+    @property
+    def has_exclusive_consumer(self) -> bool:
+        return self._exclusive_consumer
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _touch(self, now: float) -> None:
+        """Used now (declare, get, last consumer gone): restarts the x-expires countdown."""
+        self._last_used = now
+        if self._expires_s is not None:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self.deleted:
+            return
+        ready = self._ready
+        deadline = ready[0].expires_at if ready else None
+        if self._expires_s is not None and not self._subs:
+            unused_until = self._last_used + self._expires_s
+            if deadline is None or unused_until < deadline:
+                deadline = unused_until
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._timer_at = deadline
+            self._broker._schedule(deadline, self)
+
+    def _timer_fired(self, deadline: float, now: float) -> None:
+        if self._timer_at == deadline:
+            self._timer_at = None
+        ready = self._ready
+        while ready:
+            expires_at = ready[0].expires_at
+            if expires_at is None or expires_at > now:
+                break
+            entry = ready.popleft()
+            self._ready_bytes -= len(entry.message.body)
+            self._expire(entry)
+            if self.deleted:
+                return
+        if (
+            self._expires_s is not None
+            and not self._subs
+            and now >= self._last_used + self._expires_s
+        ):
+            self._vh._delete_queue(self)
+            return
+        self._arm_timer()
+
+    # -- deletion ----------------------------------------------------------------------------
+
+    def _destroy(self) -> tuple[int, list[Subscription], list[CreditGroup]]:
+        """Drop all state for deletion; returns (ready count, cancelled subs, groups to wake)."""
+        self.deleted = True
+        count = len(self._ready)
+        subs = self._subs
+        self._subs = []
+        self._exclusive_consumer = False
+        for sub in subs:
+            sub.active = False
+            if sub.credit_group is not None:
+                sub.credit_group._leave(sub)
+        freed = self._ready_bytes
+        groups: dict[CreditGroup, None] = {}
+        for delivery in self._unacked.values():
+            delivery.settled = True
+            freed += len(delivery.entry.message.body)
+            holder = delivery.subscription
+            if holder is not None and holder._release(delivery) == WAKE_GROUP:
+                assert holder.credit_group is not None
+                groups[holder.credit_group] = None
+        self._broker.queued_bytes -= freed
+        self._ready.clear()
+        self._ready_bytes = 0
+        self._unacked.clear()
+        return count, subs, list(groups)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r} vhost={self.vhost!r} ready={len(self._ready)}>"

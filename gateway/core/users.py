@@ -1,0 +1,159 @@
+"""Users, password hashes and the login check both listeners call.
+
+Passwords are stored as "scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>". Successful checks are
+cached by (user, sha256 of the password, stored hash) so a reconnect storm pays scrypt once per
+distinct password, not once per connection; failures are never cached.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gateway.core.errors import AuthenticationFailed, NotAllowed
+
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SALT_BYTES = 16
+HASH_BYTES = 32
+# Encoded parameters come from configuration; bound them so a bad entry cannot eat the host.
+_MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
+VERIFIED_CACHE_SIZE = 1024
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    memory = 128 * r * (n + p + 2) + (1 << 20)
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=memory, dklen=length)
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    salt = secrets.token_bytes(SALT_BYTES)
+    digest = _scrypt(password, salt, n, r, p, HASH_BYTES)
+    b64 = base64.b64encode
+    return f"scrypt${n}${r}${p}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def _parse(encoded: str) -> tuple[int, int, int, bytes, bytes] | None:
+    parts = encoded.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt":
+        return None
+    if not all(part.isascii() and part.isdigit() for part in parts[1:4]):
+        return None
+    n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+    if n < 2 or n & (n - 1) or not 1 <= r <= 64 or not 1 <= p <= 16:
+        return None
+    if 128 * r * (n + p) > _MAX_SCRYPT_MEMORY:
+        return None
+    try:
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not salt or not 16 <= len(digest) <= 128:
+        return None
+    return n, r, p, salt, digest
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Constant-time check; False (never an exception) for a malformed encoding."""
+    parsed = _parse(encoded)
+    if parsed is None:
+        return False
+    n, r, p, salt, expected = parsed
+    try:
+        actual = _scrypt(password, salt, n, r, p, len(expected))
+    except (ValueError, MemoryError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.x); a zone id is ignored."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """``vhosts`` may contain "*" for every virtual host. No hash: password logins fail."""
+
+    name: str
+    password_hash: str | None
+    tags: frozenset[str] = field(default_factory=frozenset)
+    vhosts: frozenset[str] = frozenset({"/"})
+    loopback_only: bool = False
+
+
+class UserDatabase:
+    """The configured users, plus guest/guest limited to loopback unless ``default_guest`` is
+    False or a user named guest is configured."""
+
+    def __init__(
+        self,
+        users: Iterable[User] = (),
+        *,
+        default_guest: bool = True,
+        guest_password_hash: str | None = None,
+    ) -> None:
+        self._users: dict[str, User] = {user.name: user for user in users}
+        if default_guest and "guest" not in self._users:
+            self._users["guest"] = User(
+                "guest",
+                guest_password_hash or hash_password("guest"),
+                tags=frozenset({"administrator"}),
+                vhosts=frozenset({"/"}),
+                loopback_only=True,
+            )
+        # (user name, sha256 of the password) -> the stored hash it was verified against.
+        self._verified: dict[tuple[str, bytes], str] = {}
+
+    def get(self, name: str) -> User | None:
+        return self._users.get(name)
+
+    def users(self) -> list[User]:
+        return list(self._users.values())
+
+    def authenticate(
+        self, name: str, password: str, peer_host: str, *, mechanism: str = "PLAIN"
+    ) -> User:
+        user = self._users.get(name)
+        if user is None:
+            raise AuthenticationFailed(f"user '{name}' - invalid credentials", mechanism=mechanism)
+        if user.loopback_only and not is_loopback(peer_host):
+            raise AuthenticationFailed(
+                f"user '{name}' can only connect via localhost", mechanism=mechanism
+            )
+        if not self._password_ok(user, password):
+            raise AuthenticationFailed(f"user '{name}' - invalid credentials", mechanism=mechanism)
+        return user
+
+    def _password_ok(self, user: User, password: str) -> bool:
+        stored = user.password_hash
+        if stored is None:
+            return False
+        key = (user.name, hashlib.sha256(password.encode()).digest())
+        cached = self._verified.get(key)
+        if cached is not None and cached == stored:
+            return True
+        if not verify_password(password, stored):
+            return False
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[key] = stored
+        return True
+
+    def check_vhost(self, user: User, vhost: str) -> None:
+        if vhost not in user.vhosts and "*" not in user.vhosts:
+            raise NotAllowed(f"access to vhost '{vhost}' refused for user '{user.name}'")

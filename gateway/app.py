@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.config import Config
 from gateway.core.broker import Broker
 from gateway.core.users import User, UserDatabase
+from gateway.http.server import HttpApi, HttpServer
 from gateway.log import configure_logging
 from gateway.mqtt.listener import start_mqtt_server
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
@@ -61,7 +62,7 @@ class Gateway:
     _ticker: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        self.broker = Broker(self.clock)
+        self.broker = Broker(self.clock, wall_clock=time.time)
         for name in self.config.vhosts:
             if name != "/":
                 self.broker.add_vhost(name)
@@ -105,6 +106,7 @@ class Gateway:
         plan: list[tuple[str, int, ServerFactory]] = [
             ("mqtt", config.mqtt_port, _mqtt_factory),
             ("ws", config.ws_port, _ws_factory),
+            ("http", config.http_port, _http_factory),
         ]
         if config.tls_enabled:
             plan.append(("mqtts", config.mqtts_port, _mqtts_factory))
@@ -165,6 +167,15 @@ async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
 
 async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
     return await start_mqtt_ws_server(gateway.mqtt, host, port)
+
+
+async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:
+    def mqtt_stats() -> dict[str, int]:
+        return {**gateway.mqtt.stats, "connections": gateway.mqtt.connections}
+
+    server = HttpServer(HttpApi(gateway.broker, gateway.users, {"mqtt": mqtt_stats}))
+    await server.start(host, port)
+    return server
 
 
 async def serve(config: Config, shutdown_trigger: ShutdownTrigger) -> None:

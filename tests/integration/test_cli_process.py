@@ -124,3 +124,5 @@ def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()

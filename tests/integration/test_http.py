@@ -1,0 +1,59 @@
+"""HTTP side: /metrics for Prometheus and the read-only management API."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.gateway_runner import RunningGateway
+
+
+def get(
+    gateway: RunningGateway, path: str, auth: tuple[str, str] | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{gateway.ports['http']}{path}")
+    if auth is not None:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        err.close()
+        return err.code, body
+
+
+def test_metrics_exposition(gateway: RunningGateway) -> None:
+    status, body = get(gateway, "/metrics")
+    assert status == 200
+    text = body.decode()
+    assert "# TYPE gateway_queued_bytes gauge" in text
+    assert "gateway_mqtt_connections " in text
+
+
+def test_api_requires_credentials(gateway: RunningGateway) -> None:
+    assert get(gateway, "/api/overview")[0] == 401
+    assert get(gateway, "/api/overview", ("guest", "wrong"))[0] == 401
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/overview", "/api/queues", "/api/exchanges", "/api/bindings"]
+)
+def test_api_answers_json(gateway: RunningGateway, path: str) -> None:
+    status, body = get(gateway, path, ("guest", "guest"))
+    assert status == 200
+    data = json.loads(body)
+    if path == "/api/exchanges":
+        names = {x["name"] for x in data}
+        assert {"", "amq.topic", "amq.direct", "amq.fanout", "amq.headers", "amq.match"} <= names
+    if path == "/api/overview":
+        assert data["product_name"] == "amqp-mqtt-gateway"
+
+
+def test_health(gateway: RunningGateway) -> None:
+    assert get(gateway, "/healthz") == (200, b'{"status":"ok"}')

@@ -1,0 +1,306 @@
+"""AMQP 0-9-1 frames: a streaming decoder and method encoding.
+
+Control-plane methods are decoded and encoded by pamqp; the per-message methods go through
+:mod:`gateway.amqp.fastpath`. The decoder is fed bytes split anywhere and hands out one frame at a
+time, so a caller can stop pulling (while it waits for an authentication answer, say) and the
+rest stays buffered.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, cast
+
+from pamqp import base, commands
+from pamqp import exceptions as pamqp_exceptions
+from pamqp import frame as pamqp_frame
+
+from gateway.amqp.fastpath import (
+    ContentHeader,
+    FastMethod,
+    decode_basic_ack,
+    decode_basic_nack,
+    decode_basic_publish,
+    decode_basic_reject,
+    decode_content_header,
+)
+from gateway.amqp.spec import (
+    BASIC_ACK,
+    BASIC_DELIVER,
+    BASIC_GET_OK,
+    BASIC_NACK,
+    BASIC_PUBLISH,
+    BASIC_REJECT,
+    BASIC_RETURN,
+    CLASS_BASIC,
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEADER_SIZE,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_MIN_SIZE,
+    PROTOCOL_HEADER,
+    AMQPSyntaxError,
+    FrameError,
+    NotImplemented_,
+)
+
+Method = base.Frame | FastMethod
+
+_FRAME_HEAD = struct.Struct(">BHI")
+_METHOD_ID = struct.Struct(">HH")
+
+# Methods followed by a content header and body frames (RabbitMQ's method_has_content).
+CONTENT_METHODS: Final = frozenset(
+    (CLASS_BASIC << 16) | m for m in (BASIC_PUBLISH, BASIC_RETURN, BASIC_DELIVER, BASIC_GET_OK)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolHeaderFrame:
+    """The eight octets a client opens with (whatever they were)."""
+
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MethodFrame:
+    channel: int
+    method: Method
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFrame:
+    channel: int
+    header: ContentHeader
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFrame:
+    channel: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatFrame:
+    channel: int
+
+
+Frame = ProtocolHeaderFrame | MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame
+
+
+def method_ids(method: Method) -> tuple[int, int]:
+    """(class id, method id) of a decoded method, for Close frames naming the culprit."""
+    index = method.index
+    return index >> 16, index & 0xFFFF
+
+
+def has_content(method: Method) -> bool:
+    return method.index in CONTENT_METHODS
+
+
+_FastDecoder = Callable[[bytes | bytearray, int, int], FastMethod]
+_FAST_DECODERS: Final[dict[int, _FastDecoder]] = {
+    (CLASS_BASIC << 16) | BASIC_PUBLISH: decode_basic_publish,
+    (CLASS_BASIC << 16) | BASIC_ACK: decode_basic_ack,
+    (CLASS_BASIC << 16) | BASIC_NACK: decode_basic_nack,
+    (CLASS_BASIC << 16) | BASIC_REJECT: decode_basic_reject,
+}
+
+# Octets taken by fixed-size argument types; shortstr/longstr/table are length-prefixed.
+_FIXED_SIZES: Final = {"octet": 1, "short": 2, "long": 4, "longlong": 8, "timestamp": 8}
+_PREFIX_SIZES: Final = {"shortstr": 1, "longstr": 4, "table": 4}
+_layouts: dict[int, tuple[str, ...]] = {}
+_METHOD_CLASSES: Final = cast(dict[int, type[base.Frame]], commands.INDEX_MAPPING)
+
+
+def _layout(cls: type[base.Frame]) -> tuple[str, ...]:
+    layout = _layouts.get(cls.index)
+    if layout is None:
+        layout = tuple(cls.amqp_type(name) for name in cls.__slots__)
+        _layouts[cls.index] = layout
+    return layout
+
+
+def _arguments_fit(layout: tuple[str, ...], data: bytes) -> bool:
+    """Whether the arguments exactly fill ``data``.
+
+    pamqp silently accepts strings that run past the end of the frame and ignores trailing
+    octets; RabbitMQ refuses both, and so do we.
+    """
+    pos = 0
+    size = len(data)
+    bits = 0
+    for kind in layout:
+        if kind == "bit":
+            if bits % 8 == 0:
+                pos += 1  # up to eight consecutive bits share one octet
+            bits += 1
+            continue
+        bits = 0
+        fixed = _FIXED_SIZES.get(kind)
+        if fixed is not None:
+            pos += fixed
+        elif kind == "shortstr":
+            if pos >= size:
+                return False
+            pos += 1 + data[pos]
+        else:
+            if pos + 4 > size:
+                return False
+            pos += 4 + int.from_bytes(data[pos : pos + 4], "big")
+        if pos > size:
+            return False
+    return pos == size
+
+
+def decode_method(class_id: int, method_id: int, data: bytes) -> base.Frame:
+    """Decode the arguments of a control-plane method with pamqp, strictly.
+
+    Unknown class or method: 540 NOT_IMPLEMENTED (RabbitMQ drops the connection without a
+    Close). Arguments that do not decode: 502 SYNTAX_ERROR.
+    """
+    cls = _METHOD_CLASSES.get((class_id << 16) | method_id)
+    if cls is None:
+        raise NotImplemented_(f"unknown method {class_id}.{method_id}", class_id, method_id)
+    if not _arguments_fit(_layout(cls), data):
+        raise AMQPSyntaxError(
+            f"{cls.name} arguments do not match the frame size", class_id, method_id
+        )
+    # __new__ skips the constructor's validation and deprecation warnings: unmarshal sets
+    # every slot from the wire.
+    method = cls.__new__(cls)
+    try:
+        method.unmarshal(data)
+    except (pamqp_exceptions.PAMQPException, ValueError, OverflowError, OSError) as err:
+        raise AMQPSyntaxError(f"cannot decode {cls.name}: {err}", class_id, method_id) from None
+    return method
+
+
+def encode_method(channel: int, method: base.Frame) -> bytes:
+    """A whole method frame, marshalled by pamqp."""
+    return pamqp_frame.marshal(method, channel)
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames.
+
+    ``frame_max`` bounds the payload (0: unbounded). Like RabbitMQ it tolerates a payload up to
+    ``frame_max`` itself, since clients commonly forget the eight octets of framing. After a
+    frame that is too large or lacks its end octet the stream cannot be resynchronised:
+    ``broken`` is set and every later call raises again.
+    """
+
+    def __init__(self, *, frame_max: int = FRAME_MIN_SIZE, protocol_header: bool = True) -> None:
+        self.frame_max = frame_max
+        self.broken: FrameError | None = None
+        self._want_header = protocol_header
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def append(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._pos >= len(self._buf):
+            self._buf = bytes(data)
+            self._pos = 0
+        elif isinstance(self._buf, bytearray):
+            # Drop what was parsed so a stream that always ends mid-frame cannot grow it.
+            del self._buf[: self._pos]
+            self._pos = 0
+            self._buf += data
+        else:
+            # A partial frame is waiting: copy it once into a growable buffer.
+            rest = bytearray(memoryview(self._buf)[self._pos :])
+            rest += data
+            self._buf = rest
+            self._pos = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        """Append ``data`` and return every complete frame.
+
+        Raises on the first malformed frame; frames before it in the same call are then lost,
+        so a caller that must act on them pulls with :meth:`next_frame` instead.
+        """
+        self.append(data)
+        frames: list[Frame] = []
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
+        return frames
+
+    def next_frame(self) -> Frame | None:
+        if self.broken is not None:
+            raise self.broken
+        buf = self._buf
+        pos = self._pos
+        available = len(buf) - pos
+        if self._want_header:
+            if available < len(PROTOCOL_HEADER):
+                return None
+            self._want_header = False
+            self._consume(pos + len(PROTOCOL_HEADER))
+            return ProtocolHeaderFrame(bytes(buf[pos : pos + len(PROTOCOL_HEADER)]))
+        if available < FRAME_HEADER_SIZE:
+            return None
+        kind, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
+        if self.frame_max and size > self.frame_max:
+            raise self._break(
+                f"frame of type {kind} on channel {channel} has a {size}-octet payload, "
+                f"above frame_max {self.frame_max}"
+            )
+        start = pos + FRAME_HEADER_SIZE
+        end = start + size
+        buffered = len(buf)
+        if end >= buffered:
+            return None
+        if buf[end] != FRAME_END:
+            raise self._break(f"frame of type {kind} ends with {buf[end]:#04x}, expected 0xce")
+        if end + 1 == buffered:
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = end + 1
+        if kind == FRAME_METHOD:
+            return MethodFrame(channel, self._method(buf, start, end))
+        if kind == FRAME_BODY:
+            return BodyFrame(channel, bytes(buf[start:end]))
+        if kind == FRAME_HEADER:
+            header = decode_content_header(buf, start, end)
+            if header is None:
+                raise FrameError(f"content header of {size} octets is too short")
+            return HeaderFrame(channel, header)
+        if kind == FRAME_HEARTBEAT:
+            if size:
+                raise FrameError(f"heartbeat frame with a {size}-octet payload")
+            return HeartbeatFrame(channel)
+        raise FrameError(f"unknown frame type {kind}")
+
+    def _consume(self, new_pos: int) -> None:
+        if new_pos >= len(self._buf):
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = new_pos
+
+    def _break(self, text: str) -> FrameError:
+        self.broken = FrameError(text)
+        self._buf = b""
+        self._pos = 0
+        return self.broken
+
+    @staticmethod
+    def _method(buf: bytes | bytearray, start: int, end: int) -> Method:
+        if end - start < _METHOD_ID.size:
+            raise FrameError(f"method frame of {end - start} octets is too short")
+        class_id, method_id = _METHOD_ID.unpack_from(buf, start)
+        fast = _FAST_DECODERS.get((class_id << 16) | method_id)
+        if fast is not None:
+            return fast(buf, start + _METHOD_ID.size, end)
+        return decode_method(class_id, method_id, bytes(buf[start + _METHOD_ID.size : end]))

@@ -1,0 +1,142 @@
+"""MQTT 3.1 / 3.1.1 / 5.0 codec: a streaming decoder and the encoders.
+
+decoder = PacketDecoder(max_packet_size=1 << 20)
+packets = decoder.feed(chunk)          # any split: partial packets wait for more bytes
+wire = encode(PubAck(7), decoder.protocol_level)
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from gateway.mqtt.codec_decode import DECODERS
+from gateway.mqtt.codec_encode import encode, encode_publish, encode_publish_header
+from gateway.mqtt.codec_errors import (
+    InvalidTopic,
+    MalformedPacket,
+    MqttError,
+    PacketTooLarge,
+    ProtocolError,
+    UnsupportedProtocolVersion,
+)
+from gateway.mqtt.codec_primitives import MAX_VBI
+from gateway.mqtt.codec_tables import REQUIRED_FLAGS
+from gateway.mqtt.packets import Connect, Packet, PacketType
+
+__all__ = [
+    "InvalidTopic",
+    "MalformedPacket",
+    "MqttError",
+    "PacketDecoder",
+    "PacketTooLarge",
+    "ProtocolError",
+    "UnsupportedProtocolVersion",
+    "encode",
+    "encode_publish",
+    "encode_publish_header",
+]
+
+_PUBLISH = PacketType.PUBLISH
+_CONNECT = PacketType.CONNECT
+
+
+class PacketDecoder:
+    """Turns a byte stream into packets.
+
+    `protocol_level` is None until a CONNECT is decoded (a server's case), and packets other
+    than CONNECT are then a protocol error; a client passes the level it connected with.
+    `max_packet_size` counts the whole packet, fixed header included (MQTT 5 Maximum Packet
+    Size); a larger packet is refused as soon as its fixed header is read, before its body is
+    buffered.
+
+    When a chunk holds good packets followed by a bad one, `feed` returns the good ones and
+    keeps the error in `error`; the next `feed` raises it. A decoder that raised stays broken.
+    """
+
+    __slots__ = ("_buffered", "_chunks", "_need", "error", "max_packet_size", "protocol_level")
+
+    def __init__(self, *, max_packet_size: int = MAX_VBI + 5, protocol_level: int | None = None):
+        self.max_packet_size = max_packet_size
+        self.protocol_level = protocol_level
+        self.error: MqttError | None = None
+        self._chunks: list[bytes] = []
+        self._buffered = 0  # bytes held in _chunks
+        self._need = 0  # bytes needed before another packet can complete
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
+        if self.error is not None:
+            raise self.error
+        if self._buffered:
+            # Hold small pieces until the waiting packet is complete: joining once avoids
+            # quadratic copying when a large packet arrives in many reads.
+            self._chunks.append(bytes(data))
+            self._buffered += len(data)
+            if self._buffered < self._need:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._buffered = 0
+        elif type(data) is not bytes:
+            data = bytes(data)
+        packets: list[Packet] = []
+        try:
+            self._decode_into(data, packets)
+        except MqttError as exc:
+            self.error = exc
+            if not packets:
+                raise
+        return packets
+
+    def _decode_into(self, data: bytes, packets: list[Packet]) -> None:
+        size = len(data)
+        pos = 0
+        version = self.protocol_level
+        limit = self.max_packet_size
+        while pos < size:
+            first = data[pos]
+            # Remaining Length: a variable byte integer of at most 4 bytes [MQTT-1.5.5].
+            cursor = pos + 1
+            remaining = 0
+            shift = 0
+            while True:
+                if cursor >= size:
+                    self._keep(data, pos, cursor - pos + 1)
+                    return
+                byte = data[cursor]
+                cursor += 1
+                remaining |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    if byte == 0 and shift:
+                        raise MalformedPacket("remaining length is not minimally encoded")
+                    break
+                shift += 7
+                if shift == 28:
+                    raise MalformedPacket("remaining length longer than 4 bytes")
+            total = cursor - pos + remaining
+            if total > limit:
+                raise PacketTooLarge(f"packet of {total} bytes exceeds the maximum of {limit}")
+            end = cursor + remaining
+            if end > size:
+                self._keep(data, pos, total)
+                return
+            kind = first >> 4
+            flags = first & 0x0F
+            if kind != _PUBLISH and flags != REQUIRED_FLAGS.get(kind, flags):
+                raise MalformedPacket(f"reserved flags 0x{flags:X} on packet type {kind}")
+            if version is None:
+                if kind != _CONNECT:
+                    raise ProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
+                connect = cast(Connect, DECODERS[kind](flags, data, cursor, end, 0))
+                version = self.protocol_level = connect.protocol_level
+                packet: Packet = connect
+            else:
+                packet = DECODERS[kind](flags, data, cursor, end, version)
+            packets.append(packet)
+            pos = end
+        self._need = 0
+
+    def _keep(self, data: bytes, pos: int, need: int) -> None:
+        tail = data[pos:] if pos else data
+        self._chunks = [tail]
+        self._buffered = len(tail)
+        self._need = need

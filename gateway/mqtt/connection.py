@@ -1,0 +1,529 @@
+"""The server side of one MQTT connection as a sans-I/O protocol machine.
+
+    conn = MqttConnection(max_packet_size=1 << 20, server_keep_alive=None, now=loop.time())
+    for event in conn.receive_data(chunk, now):   # packets, or events the machine made up
+        ...                                       # the session answers with conn.send(...)
+    transport.write(conn.data_to_send())
+
+The machine owns what is per-connection and pure protocol: the state (CONNECT first, CONNACK
+before anything else goes out), PINGRESP, keep-alive and connect timeouts, inbound Topic
+Aliases, the checks against what the CONNACK advertised, and the client's Maximum Packet Size
+on output. Sessions, packet-id state and QoS flows belong to the session layer.
+
+Events come out in wire order. A client may pipeline packets after its CONNECT; they come out
+too, and the session answers the `Connect` (sends CONNACK) before handling the rest, which
+in-order, synchronous handling of the returned list does. After a `ProtocolViolation`,
+`KeepaliveExpired` or `ConnectTimedOut`, or a client's `Disconnect`, the machine is CLOSED:
+what it had to say is in `data_to_send()`, and the caller closes the transport.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.mqtt.codec import PacketDecoder, encode, encode_publish_header
+from gateway.mqtt.codec_errors import MqttError, ProtocolError
+from gateway.mqtt.codec_tables import CONNACK_CODES, DISCONNECT_CODES
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_5,
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Packet,
+    PingReq,
+    PingResp,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    ReasonCode,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+)
+from gateway.mqtt.properties import without_problem_information
+
+
+class ConnectionState(Enum):
+    AWAIT_CONNECT = "await_connect"  # nothing received yet
+    AWAIT_CONNACK = "await_connack"  # CONNECT received; the session decides (and may AUTH)
+    CONNECTED = "connected"  # a successful CONNACK went out
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class KeepaliveExpired:
+    """No packet for 1.5 x `keep_alive` seconds [MQTT-3.1.2-24]; v5 got DISCONNECT 0x8D."""
+
+    keep_alive: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectTimedOut:
+    """No CONNECT within `connect_timeout` of the connection opening."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """The client broke the protocol. `reason_code` is what went wrong; the machine queued
+    what the protocol allows it to say (v5 DISCONNECT or CONNACK, or nothing)."""
+
+    reason_code: ReasonCode
+    text: str
+
+
+Event = Packet | KeepaliveExpired | ConnectTimedOut | ProtocolViolation
+
+
+class LocalProtocolError(Exception):
+    """The local side asked for something the protocol forbids in this state (a bug)."""
+
+
+_S = ConnectionState
+_FROM_CLIENT: tuple[type[Packet], ...] = (
+    Publish,
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+    Subscribe,
+    Unsubscribe,
+    PingReq,
+    Auth,
+)
+_FROM_SERVER: tuple[type[Packet], ...] = (
+    Publish,
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+    SubAck,
+    UnsubAck,
+    PingResp,
+    Auth,
+)
+REFUSED_CONNACK = "refused ConnAck"  # a CONNACK with a reason code >= 0x80
+
+# What may arrive in each state, and the state after it; anything else is a protocol error.
+RECEIVE_TRANSITIONS: Mapping[tuple[ConnectionState, type[Packet]], ConnectionState] = {
+    (_S.AWAIT_CONNECT, Connect): _S.AWAIT_CONNACK,
+    **{(_S.AWAIT_CONNACK, kind): _S.AWAIT_CONNACK for kind in _FROM_CLIENT},
+    (_S.AWAIT_CONNACK, Disconnect): _S.CLOSED,
+    **{(_S.CONNECTED, kind): _S.CONNECTED for kind in _FROM_CLIENT},
+    (_S.CONNECTED, Disconnect): _S.CLOSED,
+}
+# What may be sent in each state; anything else raises LocalProtocolError. Nothing goes out
+# before CONNACK but AUTH [MQTT-3.2.0-1], and no DISCONNECT before a successful CONNACK
+# [MQTT-3.14.0-1].
+SEND_TRANSITIONS: Mapping[tuple[ConnectionState, type[Packet] | str], ConnectionState] = {
+    (_S.AWAIT_CONNACK, ConnAck): _S.CONNECTED,
+    (_S.AWAIT_CONNACK, REFUSED_CONNACK): _S.CLOSED,
+    (_S.AWAIT_CONNACK, Auth): _S.AWAIT_CONNACK,
+    **{(_S.CONNECTED, kind): _S.CONNECTED for kind in _FROM_SERVER},
+    (_S.CONNECTED, Disconnect): _S.CLOSED,
+}
+
+# Packets that may not carry Reason String or User Properties when the client asked for no
+# problem information [MQTT-3.1.2-32].
+_PROBLEM_INFO_PACKETS = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck, Auth})
+# Sent once per message or request, in CONNECTED only, without changing state.
+_ACKS: frozenset[type[Packet]] = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck})
+_V3_UNSUPPORTED_LEVEL = b"\x20\x02\x00\x01"  # 3.1.1 CONNACK, return code 1
+_DEFAULT_RECEIVE_MAXIMUM = 65535
+_UNSPECIFIED = ReasonCode.UNSPECIFIED_ERROR
+
+
+class MqttConnection:
+    """Server side of one MQTT 3.1 / 3.1.1 / 5.0 connection.
+
+    `max_packet_size`: the largest packet accepted (fixed header included); larger is 0x95.
+    `server_keep_alive`: for MQTT 5, the keep-alive the server imposes; it is added to a
+    successful CONNACK that does not set Server Keep Alive itself.
+    `connect_timeout`: seconds to wait for CONNECT, or None. `now`: when the connection opened.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_packet_size: int,
+        server_keep_alive: int | None = None,
+        connect_timeout: float | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.max_packet_size = max_packet_size
+        self.state = ConnectionState.AWAIT_CONNECT
+        self.connect: Connect | None = None
+        self.protocol_level: int | None = None
+        # Effective keep-alive in seconds (0: none): the client's, or Server Keep Alive.
+        self.keep_alive = 0
+        # The client's limits from CONNECT, for the session to honour.
+        self.client_receive_maximum = _DEFAULT_RECEIVE_MAXIMUM
+        self.client_maximum_packet_size: int | None = None
+        self.client_topic_alias_maximum = 0
+        self.request_problem_information = True
+        self._decoder = PacketDecoder(max_packet_size=max_packet_size)
+        self._version = 0
+        self._server_keep_alive = server_keep_alive
+        self._connect_deadline = None if connect_timeout is None else now + connect_timeout
+        self._last_received = now
+        self._out: list[bytes] = []
+        self._ping_pending = False
+        self._session_expiry_interval = 0
+        # What our CONNACK told the client (MQTT 5 defaults until then).
+        self._topic_alias_maximum = 0
+        self._maximum_qos = 2
+        self._retain_available = True
+        self._topic_aliases: dict[int, str] = {}
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
+        """Feed bytes from the client; returns packets and made-up events in wire order."""
+        if self.state is _S.CLOSED:
+            return []
+        try:
+            packets = self._decoder.feed(data)
+        except MqttError as exc:
+            return [self._violated(exc.reason_code, exc.text)]
+        events: list[Event] = []
+        if packets:
+            # Keep-alive counts whole control packets, not bytes [MQTT-3.1.2-24].
+            self._last_received = now
+            v5 = self._version == MQTT_5
+            for packet in packets:
+                if type(packet) is Publish and self.state is _S.CONNECTED:
+                    # The hot path: skip the table lookup for the common case.
+                    if v5 and (
+                        packet.properties is not EMPTY_PROPERTIES
+                        or packet.qos > self._maximum_qos
+                        or (packet.retain and not self._retain_available)
+                    ):
+                        try:
+                            packet = self._check_publish(packet)
+                        except MqttError as exc:
+                            events.append(self._violated(exc.reason_code, exc.text))
+                            break
+                    events.append(packet)
+                    continue
+                try:
+                    event = self._receive(packet)
+                except MqttError as exc:
+                    events.append(self._violated(exc.reason_code, exc.text))
+                    break
+                if event is not None:
+                    events.append(event)
+                if self.closed:
+                    break
+                v5 = self._version == MQTT_5
+        error = self._decoder.error
+        if error is not None and not self.closed:
+            events.append(self._violated(error.reason_code, error.text))
+        return events
+
+    def _receive(self, packet: Packet) -> Packet | None:
+        kind = type(packet)
+        next_state = RECEIVE_TRANSITIONS.get((self.state, kind))
+        if next_state is None:
+            rule = " [MQTT-3.1.0-2]" if kind is Connect else ""
+            raise ProtocolError(f"unexpected {kind.__name__} in state {self.state.name}{rule}")
+        if (
+            self.state is _S.AWAIT_CONNACK
+            and kind is not Auth
+            and kind is not Disconnect
+            and self.connect is not None
+            and self.connect.properties.authentication_method is not None
+        ):
+            raise ProtocolError(
+                f"{kind.__name__} during enhanced authentication, before CONNACK [MQTT-3.1.2-33]"
+            )
+        if isinstance(packet, Connect):
+            self._on_connect(packet)
+        elif isinstance(packet, PingReq):
+            # Answered here [MQTT-3.12.4-1]; before CONNACK it waits for it [MQTT-3.2.0-1].
+            if self.state is _S.CONNECTED:
+                self._out.append(encode(PingResp(), self._version))
+            else:
+                self._ping_pending = True
+            return None
+        elif isinstance(packet, Publish):
+            if self._version == MQTT_5:
+                packet = self._check_publish(packet)
+        elif isinstance(packet, Disconnect):
+            requested = packet.properties.session_expiry_interval
+            if self._session_expiry_interval == 0 and requested:
+                raise ProtocolError("DISCONNECT sets a Session Expiry Interval after CONNECT set 0")
+        elif isinstance(packet, Auth) and (
+            self.connect is None or self.connect.properties.authentication_method is None
+        ):
+            raise ProtocolError("AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-7]")
+        self.state = next_state
+        return packet
+
+    def _on_connect(self, packet: Connect) -> None:
+        self.connect = packet
+        self.protocol_level = self._version = packet.protocol_level
+        self.keep_alive = packet.keep_alive
+        if packet.protocol_level != MQTT_5:
+            return
+        props = packet.properties
+        if self._server_keep_alive is not None:
+            self.keep_alive = self._server_keep_alive
+        self.client_receive_maximum = props.receive_maximum or _DEFAULT_RECEIVE_MAXIMUM
+        self.client_maximum_packet_size = props.maximum_packet_size
+        self.client_topic_alias_maximum = props.topic_alias_maximum or 0
+        self.request_problem_information = props.request_problem_information is not False
+        self._session_expiry_interval = props.session_expiry_interval or 0
+
+    def _check_publish(self, packet: Publish) -> Publish:
+        """MQTT 5 checks against our CONNACK, and Topic Alias resolution (spec 3.3.2.3.4):
+        the returned packet always names its topic; `topic_alias` stays as sent."""
+        if packet.qos > self._maximum_qos:
+            raise ProtocolError(
+                f"QoS {packet.qos} above Maximum QoS {self._maximum_qos}",
+                ReasonCode.QOS_NOT_SUPPORTED,
+            )
+        if packet.properties.subscription_identifiers:
+            raise ProtocolError("Subscription Identifier from a client [MQTT-3.3.4-6]")
+        if packet.retain and not self._retain_available:
+            raise ProtocolError(
+                "RETAIN set but Retain Available is 0", ReasonCode.RETAIN_NOT_SUPPORTED
+            )
+        alias = packet.properties.topic_alias
+        if alias is None:
+            return packet
+        if not 0 < alias <= self._topic_alias_maximum:
+            raise ProtocolError(
+                f"Topic Alias {alias} outside 1..{self._topic_alias_maximum} [MQTT-3.3.2-9]",
+                ReasonCode.TOPIC_ALIAS_INVALID,
+            )
+        if packet.topic:
+            self._topic_aliases[alias] = packet.topic
+            return packet
+        topic = self._topic_aliases.get(alias)
+        if topic is None:
+            raise ProtocolError(f"Topic Alias {alias} has no topic yet")
+        return dataclasses.replace(packet, topic=topic)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When `handle_timer` should next run, or None."""
+        state = self.state
+        if state is _S.AWAIT_CONNECT:
+            return self._connect_deadline
+        if state is _S.CLOSED or not self.keep_alive:
+            return None
+        return self._last_received + 1.5 * self.keep_alive
+
+    def handle_timer(self, now: float) -> list[Event]:
+        deadline = self.get_timer()
+        if deadline is None or now < deadline:
+            return []
+        if self.state is _S.AWAIT_CONNECT:
+            self.state = _S.CLOSED
+            return [ConnectTimedOut()]
+        if self.state is _S.CONNECTED and self._version == MQTT_5:
+            self._queue(Disconnect(ReasonCode.KEEP_ALIVE_TIMEOUT))
+        self.state = _S.CLOSED
+        return [KeepaliveExpired(self.keep_alive)]
+
+    # -- output ------------------------------------------------------------------------------
+
+    def send(self, packet: Packet) -> bool:
+        """Queue a packet. False when it was not sent: the connection is closed, or (MQTT 5)
+        it exceeds the client's Maximum Packet Size even without Reason String and User
+        Properties [MQTT-3.1.2-27]; a PUBLISH dropped that way counts as delivered
+        [MQTT-3.1.2-28]. A CONNACK that cannot be sent closes the connection."""
+        kind = type(packet)
+        if kind in _ACKS and self.state is _S.CONNECTED:
+            # Per-message acknowledgements: the table maps these to CONNECTED -> CONNECTED.
+            return self._queue(packet)
+        if isinstance(packet, Publish):
+            return self.send_publish(
+                packet.topic,
+                packet.payload,
+                qos=packet.qos,
+                retain=packet.retain,
+                dup=packet.dup,
+                packet_id=packet.packet_id,
+                properties=packet.properties,
+            )
+        state = self.state
+        if state is _S.CLOSED:
+            return False
+        key: type[Packet] | str = kind
+        if isinstance(packet, ConnAck) and packet.reason_code >= 0x80:
+            key = REFUSED_CONNACK
+        next_state = SEND_TRANSITIONS.get((state, key))
+        if next_state is None:
+            raise LocalProtocolError(f"cannot send {kind.__name__} in state {state.name}")
+        if isinstance(packet, ConnAck) and next_state is _S.CONNECTED:
+            packet = self._on_connack(packet)
+        elif isinstance(packet, Disconnect):
+            packet = Disconnect(packet.reason_code, _server_disconnect(packet.properties))
+        if self._version == MQTT_5:
+            sent = self._queue(packet)
+        elif isinstance(packet, Auth):
+            raise LocalProtocolError("AUTH exists only in MQTT 5")
+        elif isinstance(packet, Disconnect):
+            sent = True  # 3.1.1 has no server DISCONNECT: closing is the message
+        else:
+            sent = self._queue(packet)
+        if not sent and isinstance(packet, ConnAck):
+            next_state = _S.CLOSED  # a CONNACK the client cannot take ends the connection
+        self.state = next_state
+        if self._ping_pending and next_state is _S.CONNECTED:
+            self._ping_pending = False
+            self._out.append(encode(PingResp(), self._version))
+        return sent
+
+    def send_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        dup: bool = False,
+        packet_id: int | None = None,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> bool:
+        """Queue a PUBLISH without building a `Publish`: the delivery hot path. The payload
+        is queued as its own chunk, not copied into the header."""
+        state = self.state
+        if state is not _S.CONNECTED:
+            if state is _S.CLOSED:
+                return False
+            raise LocalProtocolError("PUBLISH before a successful CONNACK")
+        header = encode_publish_header(
+            topic, len(payload), qos, retain, dup, packet_id, properties, self._version
+        )
+        limit = self.client_maximum_packet_size
+        if limit is not None and len(header) + len(payload) > limit:
+            return False
+        self._out.append(header)
+        if payload:
+            self._out.append(payload)
+        return True
+
+    def close(
+        self,
+        reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        """Say goodbye as the protocol allows and mark the connection CLOSED: MQTT 5 gets a
+        DISCONNECT (or, before CONNACK, a refusing CONNACK); 3.1.1 gets a refusing CONNACK
+        before CONNACK and nothing after it."""
+        state = self.state
+        if state is _S.CONNECTED:
+            if self._version == MQTT_5:
+                code = reason_code if reason_code in DISCONNECT_CODES else _UNSPECIFIED
+                self._queue(Disconnect(code, _server_disconnect(properties)))
+        elif state is _S.AWAIT_CONNACK and reason_code >= 0x80:
+            self._queue(ConnAck(False, _connack_code(reason_code, _UNSPECIFIED), properties))
+        self.state = _S.CLOSED
+
+    def data_to_send(self) -> bytes:
+        """Everything queued since the last call, as one buffer (empty when nothing is)."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    def _on_connack(self, packet: ConnAck) -> ConnAck:
+        if self._version != MQTT_5:
+            return packet
+        props = packet.properties
+        if self._server_keep_alive is not None and props.server_keep_alive is None:
+            props = dataclasses.replace(props, server_keep_alive=self._server_keep_alive)
+            packet = dataclasses.replace(packet, properties=props)
+        if props.server_keep_alive is not None:
+            self.keep_alive = props.server_keep_alive
+        self._topic_alias_maximum = props.topic_alias_maximum or 0
+        self._maximum_qos = 2 if props.maximum_qos is None else props.maximum_qos
+        self._retain_available = props.retain_available is not False
+        return packet
+
+    def _queue(self, packet: Packet) -> bool:
+        version = self._version
+        limit = self.client_maximum_packet_size
+        if limit is None and self.request_problem_information:
+            self._out.append(encode(packet, version))
+            return True
+        properties: Properties = getattr(packet, "properties", EMPTY_PROPERTIES)
+        if not self.request_problem_information and type(packet) in _PROBLEM_INFO_PACKETS:
+            packet = _with_properties(packet, without_problem_information(properties))
+        data = encode(packet, version)
+        if limit is not None and len(data) > limit:
+            # Reason String and User Properties are what a sender may drop to fit.
+            packet = _with_properties(packet, without_problem_information(properties))
+            data = encode(packet, version)
+            if len(data) > limit:
+                return False
+        self._out.append(data)
+        return True
+
+    def _violated(self, reason_code: ReasonCode, text: str) -> ProtocolViolation:
+        state = self.state
+        if state is _S.CONNECTED:
+            if self._version == MQTT_5:
+                code = reason_code if reason_code in DISCONNECT_CODES else ReasonCode.PROTOCOL_ERROR
+                self._queue(Disconnect(code, Properties(reason_string=text)))
+        elif state is _S.AWAIT_CONNACK:
+            if self._version == MQTT_5:
+                self._queue(ConnAck(False, _connack_code(reason_code, ReasonCode.PROTOCOL_ERROR)))
+        elif reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+            # Version unknown: answer in the 3.1.1 format every client can read.
+            self._out.append(_V3_UNSUPPORTED_LEVEL)
+        self.state = _S.CLOSED
+        return ProtocolViolation(reason_code, text)
+
+
+def _connack_code(reason_code: ReasonCode, fallback: ReasonCode) -> ReasonCode:
+    """The nearest code a CONNACK may carry (its list is shorter than DISCONNECT's)."""
+    if reason_code in CONNACK_CODES:
+        return reason_code
+    if reason_code == ReasonCode.SERVER_SHUTTING_DOWN:
+        return ReasonCode.SERVER_UNAVAILABLE
+    return fallback
+
+
+def _server_disconnect(properties: Properties) -> Properties:
+    # Session Expiry Interval is the client's to send, never the server's [MQTT-3.14.2-2].
+    if properties.session_expiry_interval is None:
+        return properties
+    return dataclasses.replace(properties, session_expiry_interval=None)
+
+
+def _with_properties(packet: Packet, properties: Properties) -> Packet:
+    if properties is getattr(packet, "properties", properties):
+        return packet  # unchanged, or a packet without properties (PINGRESP)
+    replaced: Packet = dataclasses.replace(packet, properties=properties)  # type: ignore[arg-type]
+    return replaced
+
+
+__all__ = [
+    "RECEIVE_TRANSITIONS",
+    "SEND_TRANSITIONS",
+    "ConnectTimedOut",
+    "ConnectionState",
+    "Event",
+    "KeepaliveExpired",
+    "LocalProtocolError",
+    "MqttConnection",
+    "ProtocolViolation",
+]

@@ -1,7 +1,6 @@
 """Bad input raises the exception, and carries the reason code, the spec asks for."""
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-2.1.3-1.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

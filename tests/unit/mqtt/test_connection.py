@@ -4,7 +4,6 @@ Driven by bytes from a client built on our codec; the clock is a plain float.
 """
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-3.1.2-24.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Keep-alive, PINGREQ and the connect timeout, on a fake clock (plain floats)."""
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-3.1.2-24.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ authentication, and what the client's CONNECT limits on output.
 """
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-3.1.2-24.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """MQTT 5 properties: where each may appear (spec table 2-4), duplicates, legal values."""
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-2.1.3-1.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Topic names, topic filters, shared subscriptions and matching (spec 4.7, 4.8.2)."""
 
 # Conformance tests are named after the spec's statement ids, e.g. MQTT-2.1.3-1.
-# ruff: noqa: N802
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/gateway run
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests $(wildcard bench)
+	$(BIN)/ruff format --check gateway tests $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -175,7 +175,7 @@ def _header_qos(headers: dict[str, object] | None, delivery_mode: int | None) ->
 def _as_text(value: object) -> str | None:
     if isinstance(value, str):
         return value
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
@@ -231,9 +231,10 @@ def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
     correlation: bytes | None = None
     if amqp.correlation_id is not None:
         correlation = amqp.correlation_id.encode("utf-8")
-    elif isinstance(headers.get(H_CORRELATION), bytes | str):
+    elif isinstance(headers.get(H_CORRELATION), bytes | bytearray | str):
         raw = headers[H_CORRELATION]
-        correlation = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+        # AMQP byte arrays may decode as bytearray.
+        correlation = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw).encode()
     reply = headers.get(H_REPLY_TOPIC)
     response_topic = translator.routing_key_to_topic(reply) if isinstance(reply, str) else None
     fmt = headers.get(H_FORMAT)

@@ -177,8 +177,13 @@ class MqttProtocol(asyncio.Protocol):
             return
         events = conn.handle_timer(self.hub.clock())
         if events:
-            log.info("mqtt.timeout", client_id=handler.client_id, event=type(events[0]).__name__)
-            handler.handle_events(events)
+            # `event` is structlog's own key: the timeout kind goes under another name.
+            log.info("mqtt.timeout", client_id=handler.client_id, kind=type(events[0]).__name__)
+            try:
+                handler.handle_events(events)
+            except Exception:
+                log.exception("mqtt.internal_error", client_id=handler.client_id)
+                handler.connection_lost()
             self.flush()
             self._close_after_flush()
             return

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from gateway.bridge.convert import (
     A_CLIENT,
     A_RETAINED_FOR,
+    A_TOPIC,
     MqttView,
     mqtt_view,
     remaining_expiry,
@@ -44,6 +45,13 @@ class TopicSubscription:
     share_group: str | None = None
     shared_queue: str | None = None
     core: CoreSubscription | None = None  # shared subscriptions consume their own queue
+    # What deliveries are matched against: the filter itself, or in rabbitmq topic mode the
+    # filter as the routing key makes it (a `.` inside a level splits it there).
+    match_filter: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.match_filter:
+            self.match_filter = self.topic_filter
 
 
 @dataclass(slots=True)
@@ -68,7 +76,12 @@ class _Match:
     qos: int
     identifiers: tuple[int, ...]
     retain_as_published: bool
-    no_local: bool
+
+
+# Per topic: what every matching subscription asks for, and what the ones without No Local
+# ask for (the answer for the client's own messages) [MQTT-3.8.3-3].
+_Matches = tuple[_Match | None, _Match | None]
+_NO_MATCH: _Matches = (None, None)
 
 
 class Session:
@@ -86,9 +99,10 @@ class Session:
         self.inbound_qos2: set[int] = set()  # packet ids PUBREC'd, awaiting PUBREL
         self.handler: ClientHandler | None = None
         self.expires_at: float | None = None  # set while disconnected
+        self.attached_at = 0.0  # when the current connection took the session
         self.dropped_deliveries = 0  # too large for the client, or No Local
         self._next_packet_id = 1
-        self._match_cache: dict[str, _Match | None] = {}
+        self._match_cache: dict[str, _Matches] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -99,6 +113,7 @@ class Session:
     def attach(self, handler: ClientHandler) -> None:
         self.handler = handler
         self.expires_at = None
+        self.attached_at = self.hub.clock()
 
     def detach(self) -> None:
         self.handler = None
@@ -108,29 +123,26 @@ class Session:
     def subscriptions_changed(self) -> None:
         self._match_cache.clear()
 
-    def _match(self, topic: str, origin: object) -> _Match | None:
-        cached = self._match_cache.get(topic, False)
-        if cached is not False:
-            assert cached is None or isinstance(cached, _Match)
-            return cached
-        qos = -1
-        identifiers: list[int] = []
-        rap = False
-        no_local = True
-        for sub in self.subscriptions.values():
-            if sub.share_group is not None or not matches(sub.topic_filter, topic):
-                continue
-            qos = max(qos, sub.options.qos)
-            if sub.identifier is not None:
-                identifiers.append(sub.identifier)
-            rap = rap or sub.options.retain_as_published
-            no_local = no_local and sub.options.no_local
-        result = None if qos < 0 else _Match(qos, tuple(identifiers), rap, no_local)
-        if len(self._match_cache) >= _MATCH_CACHE_LIMIT:
-            self._match_cache.clear()
-        self._match_cache[topic] = result
-        del origin
-        return result
+    def _match(self, topic: str, own: bool) -> _Match | None:
+        """Subscriptions (not shared ones) that this topic matches, folded into one delivery:
+        the highest QoS and every Subscription Identifier [MQTT-3.3.4-3, MQTT-3.3.4-5]."""
+        cached = self._match_cache.get(topic)
+        if cached is None:
+            cached = self._compute_match(topic)
+            if len(self._match_cache) >= _MATCH_CACHE_LIMIT:
+                self._match_cache.clear()
+            self._match_cache[topic] = cached
+        return cached[1] if own else cached[0]
+
+    def _compute_match(self, topic: str) -> _Matches:
+        found = [
+            sub
+            for sub in self.subscriptions.values()
+            if sub.share_group is None and matches(sub.match_filter, topic)
+        ]
+        if not found:
+            return _NO_MATCH
+        return _fold(found), _fold([sub for sub in found if not sub.options.no_local])
 
     # -- core Consumer -----------------------------------------------------------------------
 
@@ -151,10 +163,12 @@ class Session:
         handler = self.handler
         message = delivery.message
         annotations = message.annotations
-        view: MqttView = mqtt_view(message, self.hub.translator)
+        hub = self.hub
+        view: MqttView = mqtt_view(message, hub.translator)
         retained_for = annotations.get(A_RETAINED_FOR)
-        shared = self._shared_subscription(delivery)
         if retained_for is not None:
+            # A retained message queued for one subscription when it was made: RETAIN stays
+            # set whatever Retain As Published says [MQTT-3.3.1-9].
             sub = self.subscriptions.get(str(retained_for))
             if sub is None:
                 delivery.queue.ack(delivery)
@@ -162,48 +176,70 @@ class Session:
             qos = min(view.qos, sub.options.qos)
             retain = True
             identifiers: tuple[int, ...] = () if sub.identifier is None else (sub.identifier,)
-        elif shared is not None:
-            qos = min(view.qos, shared.options.qos)
-            retain = view.retain and shared.options.retain_as_published
-            identifiers = () if shared.identifier is None else (shared.identifier,)
         else:
-            match = self._match(view.topic, None)
-            if match is None or (match.no_local and annotations.get(A_CLIENT) == self.client_id):
-                # Bound through a key that MQTT matching rejects ($-topics under a leading
-                # wildcard) or only No Local subscriptions matched: never for this client.
-                self.dropped_deliveries += 1
-                delivery.queue.ack(delivery)
+            topic = view.topic
+            if A_TOPIC not in annotations and not _valid_topic_name(topic):
+                # An AMQP routing key that makes no MQTT topic name ("" or, in rabbitmq
+                # mode, one with `*`): sending it would break the client's connection.
+                self._drop(delivery)
                 return
-            qos = min(view.qos, match.qos)
-            retain = view.retain and match.retain_as_published
-            identifiers = match.identifiers
+            if hub.translator.mode == "rabbitmq":
+                topic = hub.translator.routing_key_to_topic(message.routing_key)
+            shared = self._shared_subscription(delivery)
+            if shared is not None:
+                if not matches(shared.match_filter, topic):
+                    # A $-topic bound through a leading wildcard [MQTT-4.7.2-1].
+                    self._drop(delivery)
+                    return
+                qos = min(view.qos, shared.options.qos)
+                retain = view.retain and shared.options.retain_as_published
+                identifiers = () if shared.identifier is None else (shared.identifier,)
+            else:
+                match = self._match(topic, annotations.get(A_CLIENT) == self.client_id)
+                if match is None:
+                    # Bound through a key that MQTT matching rejects ($-topics under a leading
+                    # wildcard), or only No Local subscriptions matched the client's own message.
+                    self._drop(delivery)
+                    return
+                qos = min(view.qos, match.qos)
+                retain = view.retain and match.retain_as_published
+                identifiers = match.identifiers
         if handler is None:  # pragma: no cover - can_accept() prevents it
             delivery.queue.reject(delivery, requeue=True)
             return
         props = view.properties
         if handler.protocol_level == MQTT_5:
             expiry = remaining_expiry(view.expiry_interval, delivery.entry.enqueued_at,
-                                      self.hub.clock())  # fmt: skip
+                                      hub.clock())  # fmt: skip
             if identifiers or expiry != props.message_expiry_interval:
                 props = _with_delivery_fields(props, identifiers, expiry)
         else:
             props = EMPTY_PROPERTIES
         if qos == 0:
+            if delivery.entry.enqueued_at < self.attached_at:
+                # As Mosquitto (queue_qos0_messages false): QoS 0 traffic that arrived while
+                # the client was away is not kept for it [MQTT-3.1.2-5 leaves it optional].
+                self._drop(delivery)
+                return
             delivery.queue.ack(delivery)
             if not handler.send_publish(view.topic, message.body, 0, retain, False, None, props):
                 self.dropped_deliveries += 1
             return
         packet_id = self._allocate_packet_id()
         out = Outbound(packet_id, view.topic, message.body, qos, retain, props, delivery)
-        if not handler.send_publish(
-            view.topic, message.body, qos, retain, delivery.redelivered, packet_id, props
-        ):
+        # DUP is for a resend to this client on the same packet id (`resend_inflight`); a
+        # message requeued elsewhere is a first delivery here [MQTT-3.3.1-3].
+        if not handler.send_publish(view.topic, message.body, qos, retain, False, packet_id,
+                                    props):  # fmt: skip
             # Larger than the client's Maximum Packet Size: discarded as if delivered
             # [MQTT-3.1.2-25].
-            self.dropped_deliveries += 1
-            delivery.queue.ack(delivery)
+            self._drop(delivery)
             return
         self.inflight[packet_id] = out
+
+    def _drop(self, delivery: Delivery) -> None:
+        self.dropped_deliveries += 1
+        delivery.queue.ack(delivery)
 
     def _shared_subscription(self, delivery: Delivery) -> TopicSubscription | None:
         if delivery.queue.name == self.queue_name:
@@ -270,6 +306,21 @@ class Session:
             if out.delivery is not None and not out.delivery.settled:
                 out.delivery.queue.reject(out.delivery, requeue=True)
         self.inflight.clear()
+
+
+def _valid_topic_name(topic: str) -> bool:
+    return bool(topic) and "+" not in topic and "#" not in topic and "\x00" not in topic
+
+
+def _fold(subscriptions: list[TopicSubscription]) -> _Match | None:
+    if not subscriptions:
+        return None
+    identifiers = tuple(sub.identifier for sub in subscriptions if sub.identifier is not None)
+    return _Match(
+        max(sub.options.qos for sub in subscriptions),
+        identifiers,
+        any(sub.options.retain_as_published for sub in subscriptions),
+    )
 
 
 def _with_delivery_fields(

@@ -97,21 +97,26 @@ class ClientHandler:
         properties: Properties,
     ) -> bool:
         """Queue one PUBLISH (outbound Topic Alias applied); False if the client can't take it."""
+        new_alias: str | None = None
         if self._alias_limit:
-            alias = self._aliases_out.get(topic)
+            aliases = self._aliases_out
+            alias = aliases.get(topic)
             if alias is not None:
                 properties = _replace_alias(properties, alias)
                 topic = ""
-            elif len(self._aliases_out) < self._alias_limit:
-                alias = len(self._aliases_out) + 1
-                self._aliases_out[topic] = alias
-                properties = _replace_alias(properties, alias)
+            elif len(aliases) < self._alias_limit:
+                # The first PUBLISH carries topic and alias; later ones the alias only.
+                new_alias = topic
+                properties = _replace_alias(properties, len(aliases) + 1)
         sent = self.conn.send_publish(
             topic, payload, qos=qos, retain=retain, dup=dup, packet_id=packet_id,
             properties=properties,
         )  # fmt: skip
         self._on_output()
         if sent:
+            if new_alias is not None:
+                # Only a mapping the client actually received may be relied on later.
+                self._aliases_out[new_alias] = len(self._aliases_out) + 1
             self.hub.stats["delivered"] += 1
         return sent
 
@@ -193,7 +198,9 @@ class ClientHandler:
             user = hub.users.authenticate(name, password, self.peer_host, mechanism="MQTT")
             hub.users.check_vhost(user, settings.vhost)
         except AuthenticationFailed as exc:
-            loopback_refusal = "localhost" in str(exc)
+            # As RabbitMQ: right credentials from the wrong place are "not authorized" (3.1.1
+            # return code 5); wrong credentials are 0x86 (3.1.1 return code 4).
+            loopback_refusal = "localhost" in exc.reason
             self._refuse(
                 ReasonCode.NOT_AUTHORIZED if loopback_refusal
                 else ReasonCode.BAD_USER_NAME_OR_PASSWORD
@@ -210,6 +217,12 @@ class ClientHandler:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
             client_id = assigned = hub.assign_client_id()
+        max_keepalive = settings.max_keepalive
+        if not v5 and max_keepalive < 65535 and not 0 < connect.keep_alive <= max_keepalive:
+            # 3.1.1 cannot be told a Server Keep Alive: as Mosquitto, refuse it with
+            # "identifier rejected" (return code 2).
+            self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+            return
         self.client_id = client_id
         requested_expiry = connect.properties.session_expiry_interval if v5 else None
         if v5:
@@ -221,7 +234,11 @@ class ClientHandler:
         old = hub.sessions.get(client_id)
         if old is not None and old.handler is not None:
             old.handler.taken_over()
-        hub.cancel_will(client_id)
+        delayed_will = hub.take_pending_will(client_id)
+        if delayed_will is not None and connect.clean_start:
+            # Clean Start ends the old session, and a will waiting for that goes now (as
+            # Mosquitto does); a resumed session cancels it.
+            hub.publish_will(client_id, delayed_will)
         old = hub.sessions.get(client_id)
         session_present = False
         if old is not None and connect.clean_start:
@@ -252,12 +269,10 @@ class ClientHandler:
                 maximum_packet_size=settings.max_packet_size,
                 retain_available=True,
                 server_keep_alive=(
-                    settings.max_keepalive
-                    if connect.keep_alive == 0 or connect.keep_alive > settings.max_keepalive
+                    max_keepalive
+                    if max_keepalive < 65535 and not 0 < connect.keep_alive <= max_keepalive
                     else None
-                )
-                if settings.max_keepalive < 65535
-                else None,
+                ),
             )
         self.send(ConnAck(session_present, _SUCCESS, props))
         if session_present:
@@ -287,27 +302,42 @@ class ClientHandler:
         assert session is not None
         qos = publish.qos
         packet_id = publish.packet_id
-        if qos == 2 and packet_id in session.inbound_qos2:
-            self.send(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
-            return
+        if qos == 2:
+            inbound = session.inbound_qos2
+            if packet_id in inbound:
+                self.send(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
+                return
+            if self.protocol_level == MQTT_5 and len(inbound) >= self.hub.settings.max_inflight:
+                # More unfinished QoS 2 exchanges than the Receive Maximum we advertised (3.3.4).
+                self._fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
+                return
         if publish.properties.payload_format_indicator == 1:
             try:
                 publish.payload.decode("utf-8")
             except UnicodeDecodeError:
-                self._publish_refused(publish, ReasonCode.PAYLOAD_FORMAT_INVALID)
+                self._publish_refused(
+                    publish,
+                    ReasonCode.PAYLOAD_FORMAT_INVALID,
+                    "payload is not valid UTF-8 (Payload Format Indicator 1)",
+                )
                 return
         try:
             result = self.hub.route_publish(publish, self.client_id)
         except PublishRefused as exc:
-            self._publish_refused(publish, exc.reason_code)
+            self._publish_refused(publish, exc.reason_code, exc.text)
             return
-        except CoreError:
-            self._publish_refused(publish, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+        except CoreError as exc:
+            self._publish_refused(publish, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, exc.text)
             return
         if qos == 0:
             return
         if result.rejected:
-            self._publish_refused(publish, ReasonCode.QUOTA_EXCEEDED)
+            if self.protocol_level == MQTT_5:
+                self._publish_refused(publish, ReasonCode.QUOTA_EXCEEDED, "a target queue is full")
+            else:
+                # 3.1.1 cannot say "not taken": closing makes the client send it again later
+                # (DESIGN.md section 5).
+                self._fail(ReasonCode.QUOTA_EXCEEDED)
             return
         code = _SUCCESS if result.routed else ReasonCode.NO_MATCHING_SUBSCRIBERS
         if self.protocol_level != MQTT_5:
@@ -319,17 +349,19 @@ class ClientHandler:
             session.inbound_qos2.add(packet_id)
             self.send(PubRec(packet_id, code))
 
-    def _publish_refused(self, publish: Publish, code: ReasonCode) -> None:
-        """v5 answers with the reason code; 3.1.1 has none, so the connection is closed and
-        the client will retry (DESIGN.md section 5)."""
-        if self.protocol_level == MQTT_5 and publish.qos > 0:
-            assert publish.packet_id is not None
-            ack = PubAck if publish.qos == 1 else PubRec
-            self.send(ack(publish.packet_id, code))
+    def _publish_refused(self, publish: Publish, code: ReasonCode, text: str) -> None:
+        """A PUBLISH the gateway will not take, answered as Mosquitto does: QoS 1/2 get their
+        PUBACK/PUBREC (in MQTT 5 with the reason code, and a Reason String the machine drops
+        when the client asked for no problem information); QoS 0 is dropped silently."""
+        self.hub.stats["refused"] += 1
+        packet_id = publish.packet_id
+        if publish.qos == 0 or packet_id is None:
             return
-        if publish.qos == 0 and code in (ReasonCode.NO_MATCHING_SUBSCRIBERS,):
-            return
-        self._fail(code)
+        ack = PubAck if publish.qos == 1 else PubRec
+        if self.protocol_level == MQTT_5:
+            self.send(ack(packet_id, code, Properties(reason_string=text)))
+        else:
+            self.send(ack(packet_id))
 
     def _on_pubrel(self, pubrel: PubRel) -> None:
         session = self.session
@@ -411,7 +443,7 @@ class ClientHandler:
         hub.ensure_session_queue(session)
         hub.vhost.bind_queue(session.queue_name, hub.settings.exchange, key, owner=session)
         session.subscriptions[full_filter] = TopicSubscription(
-            topic_filter, options, identifier, key
+            topic_filter, options, identifier, key, match_filter=hub.match_filter(topic_filter, key)
         )
 
     def _subscribe_shared(
@@ -431,9 +463,10 @@ class ClientHandler:
             existing.identifier = identifier
             return
         queue_name = shared_queue_name(group, key)
-        hub.vhost.declare_queue(queue_name, auto_delete=True)
+        hub.vhost.declare_queue(queue_name, auto_delete=True, arguments=hub.queue_arguments())
         hub.vhost.bind_queue(queue_name, hub.settings.exchange, key)
-        sub = TopicSubscription(topic_filter, options, identifier, key, group, queue_name)
+        sub = TopicSubscription(topic_filter, options, identifier, key, group, queue_name,
+                                match_filter=hub.match_filter(topic_filter, key))  # fmt: skip
         session.subscriptions[full_filter] = sub
         sub.core = hub.vhost.consume(
             queue_name, session, tag=f"mqtt-{session.client_id}-{full_filter}", no_ack=False,
@@ -479,8 +512,10 @@ class ClientHandler:
             self.will = None  # a normal DISCONNECT discards the will [MQTT-3.14.4-3]
         self._finish()
 
-    def _fail(self, code: ReasonCode) -> None:
-        self.conn.close(code)
+    def _fail(self, code: ReasonCode, text: str | None = None) -> None:
+        """Close the connection; MQTT 5 clients get DISCONNECT with the reason code."""
+        props = EMPTY_PROPERTIES if text is None else Properties(reason_string=text)
+        self.conn.close(code, props)
         self._on_output()
         self._finish()
 

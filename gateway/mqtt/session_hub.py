@@ -6,8 +6,11 @@ Everything here is synchronous and takes its time from `clock`; the listener cal
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import heapq
 import itertools
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +22,10 @@ from gateway.bridge.convert import (
     A_RETAIN,
     A_RETAINED_FOR,
     A_TOPIC,
+    H_RETAIN,
     MqttView,
     message_from_publish,
+    mqtt_view,
 )
 from gateway.bridge.topics import RoutingKeyTooLong, TopicTranslator
 from gateway.core.broker import Broker
@@ -28,7 +33,7 @@ from gateway.core.errors import CoreError
 from gateway.core.message import Message
 from gateway.core.users import UserDatabase
 from gateway.core.vhost import RouteResult, VirtualHost
-from gateway.mqtt.packets import Publish, ReasonCode, Will
+from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish, ReasonCode, Will
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Session
 
@@ -101,7 +106,14 @@ class MqttHub:
         self._timer_seq = itertools.count()
         self._wills: dict[str, PendingWill] = {}
         self._will_generation = itertools.count(1)
-        self.stats = {"published": 0, "delivered": 0, "wills_sent": 0, "unroutable": 0}
+        self.stats = {
+            "published": 0,
+            "delivered": 0,
+            "wills_sent": 0,
+            "unroutable": 0,
+            "refused": 0,  # PUBLISHes not taken (not authorised, bad payload, quota)
+            "retained_refused": 0,  # AMQP-side retains past the store's limits
+        }
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -111,6 +123,13 @@ class MqttHub:
             if candidate not in self.sessions:
                 return candidate
 
+    def match_filter(self, topic_filter: str, binding_key: str) -> str:
+        """The filter deliveries are matched against: in rabbitmq mode a `.` inside a level
+        splits it, so the filter is compared in the form its binding key gives it."""
+        if self.translator.mode == "rabbitmq":
+            return self.translator.routing_key_to_topic(binding_key)
+        return topic_filter
+
     def queue_exists(self, name: str) -> bool:
         try:
             self.vhost.queue(name)
@@ -118,14 +137,16 @@ class MqttHub:
             return False
         return True
 
+    def queue_arguments(self) -> dict[str, object]:
+        """Session and shared-subscription queues keep at most `max_queued_messages`; past
+        that the oldest go, so a client away for long gets the most recent traffic."""
+        return {"x-max-length": self.settings.max_queued_messages, "x-overflow": "drop-head"}
+
     def ensure_session_queue(self, session: Session) -> None:
         """Declare and consume the session queue the first time a subscription needs it."""
         if session.queue_declared and self.queue_exists(session.queue_name):
             return
-        arguments: dict[str, object] = {
-            "x-max-length": self.settings.max_queued_messages,
-            "x-overflow": "drop-head",
-        }
+        arguments = self.queue_arguments()
         if session.persistent:
             self.vhost.declare_queue(session.queue_name, durable=True, arguments=arguments)
         else:
@@ -152,8 +173,11 @@ class MqttHub:
             session.core.cancel(requeue_unacked=True)
         session.core = None
         self.vhost.owner_closed(session)
-        if session.queue_declared and session.persistent and self.queue_exists(session.queue_name):
-            self.vhost.delete_queue(session.queue_name)
+        # A session may have changed its expiry since it declared the queue (DISCONNECT with
+        # Session Expiry 0): delete whatever kind of queue it has.
+        if session.queue_declared:
+            with contextlib.suppress(CoreError):
+                self.vhost.delete_queue(session.queue_name, owner=session)
         session.queue_declared = False
 
     def session_detached(self, session: Session) -> None:
@@ -187,13 +211,30 @@ class MqttHub:
         self._wills[client_id] = pending
         self._schedule(self.clock() + delay, "will", client_id)
 
-    def cancel_will(self, client_id: str) -> None:
-        """A new connection for the client id arrived within Will Delay [MQTT-3.1.3-9]."""
-        self._wills.pop(client_id, None)
+    def pending_will(self, client_id: str) -> Will | None:
+        """The will waiting out its Will Delay for this client id, if any."""
+        pending = self._wills.get(client_id)
+        return None if pending is None else pending.will
+
+    def take_pending_will(self, client_id: str) -> Will | None:
+        """A new connection for the client id arrived within Will Delay: the delayed will is
+        no longer due [MQTT-3.1.3-9]; the caller publishes it if the session ends now."""
+        pending = self._wills.pop(client_id, None)
+        return None if pending is None else pending.will
 
     def publish_will(self, client_id: str, will: Will) -> None:
-        publish = Publish(will.topic, will.payload, will.qos, will.retain, False, None,
-                          will.properties)  # fmt: skip
+        props = will.properties
+        if props is not EMPTY_PROPERTIES:
+            # Will Delay Interval belongs to the will, not to the message subscribers get.
+            props = Properties(
+                payload_format_indicator=props.payload_format_indicator,
+                message_expiry_interval=props.message_expiry_interval,
+                content_type=props.content_type,
+                response_topic=props.response_topic,
+                correlation_data=props.correlation_data,
+                user_properties=props.user_properties,
+            )
+        publish = Publish(will.topic, will.payload, will.qos, will.retain, False, None, props)
         try:
             self.route_publish(publish, client_id)
             self.stats["wills_sent"] += 1
@@ -205,7 +246,7 @@ class MqttHub:
     def route_publish(self, publish: Publish, client_id: str) -> RouteResult:
         """Route one PUBLISH through the core; retain handling included."""
         topic = publish.topic
-        if topic.startswith("$SYS"):
+        if topic == "$SYS" or topic.startswith("$SYS/"):
             raise PublishRefused(ReasonCode.NOT_AUTHORIZED, "clients may not publish to $SYS")
         try:
             routing_key = self.translator.topic_to_routing_key(topic)
@@ -224,7 +265,9 @@ class MqttHub:
         return result
 
     def store_retained(self, message: Message, publish: Publish) -> None:
-        props = publish.properties
+        # The message's MQTT properties, not the PUBLISH's: no Topic Alias of this hop.
+        props = message.annotations.get(A_PROPS, EMPTY_PROPERTIES)
+        assert isinstance(props, Properties)
         expires_at = None
         if props.message_expiry_interval is not None:
             expires_at = self.clock() + props.message_expiry_interval
@@ -236,7 +279,35 @@ class MqttHub:
             )  # fmt: skip
         except RetainedLimitExceeded as exc:
             raise PublishRefused(ReasonCode.QUOTA_EXCEEDED, str(exc)) from None
-        del message
+
+    def retain_from_amqp(self, exchange: str, message: Message) -> None:
+        """AMQP publish hook: header `x-mqtt-retain` true stores the message as the retained
+        one of the topic its routing key names, or clears it when the body is empty
+        (DESIGN.md section 6). AMQP has no way to hear a refusal, so one past the store's
+        limits is counted and dropped."""
+        if exchange != self.settings.exchange:
+            return
+        headers = message.properties.headers
+        if not headers or headers.get(H_RETAIN) is not True:
+            return
+        view = mqtt_view(message, self.translator)
+        topic = view.topic
+        if not topic or "+" in topic or "#" in topic:
+            return  # a routing key that is no MQTT topic name (rabbitmq mode keeps `*`)
+        body = message.body
+        if not body:
+            self.retained.clear(topic)
+            return
+        props = view.properties
+        expires_at = None
+        if view.expiry_interval is not None:
+            expires_at = self.clock() + view.expiry_interval
+            props = dataclasses.replace(props, message_expiry_interval=view.expiry_interval)
+        stored = MqttView(topic, view.qos, True, props, view.expiry_interval)
+        try:
+            self.retained.set(topic, RetainedValue(stored, body), len(body), expires_at)
+        except RetainedLimitExceeded:
+            self.stats["retained_refused"] += 1
 
     def send_retained(self, session: Session, full_filter: str, topic_filter: str) -> None:
         """Queue the retained messages matching a new subscription for this session only."""
@@ -244,17 +315,20 @@ class MqttHub:
         for item in self.retained.match(topic_filter, now):
             value = item.value
             view = value.view
-            expiry = view.expiry_interval
+            props = view.properties
             expiration_ms = None
-            if item.expires_at is not None and expiry is not None:
+            if item.expires_at is not None:
+                # What is left of the Message Expiry Interval after its time in the store
+                # [MQTT-3.3.2-6]; the session subtracts its time in the queue on delivery.
                 left = max(0.001, item.expires_at - now)
-                expiration_ms = int(left * 1000)
+                expiration_ms = max(1, int(left * 1000))
+                props = dataclasses.replace(props, message_expiry_interval=math.ceil(left))
             annotations: dict[str, object] = {
                 A_TOPIC: view.topic,
                 A_QOS: view.qos,
                 A_RETAIN: True,
                 A_CLIENT: None,
-                A_PROPS: view.properties,
+                A_PROPS: props,
                 A_RETAINED_FOR: full_filter,
             }
             copy = Message(

@@ -118,9 +118,14 @@ class MqttWebSocketServer:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.BINARY:
-                    events = live.conn.receive_data(msg.data, self.hub.clock())
-                    if events:
-                        live.handler.handle_events(events)
+                    try:
+                        events = live.conn.receive_data(msg.data, self.hub.clock())
+                        if events:
+                            live.handler.handle_events(events)
+                    except Exception:
+                        # A bug must cost this one connection, never the listener.
+                        log.exception("mqtt.internal_error", client_id=live.handler.client_id)
+                        live.conn.close()
                     live._output_ready()
                     if live.conn.closed:
                         live._close()

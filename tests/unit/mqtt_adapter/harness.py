@@ -1,0 +1,197 @@
+"""The MQTT adapter without sockets: a real core and hub, a fake clock, and clients that speak
+bytes through the sans-I/O machine exactly as the listener does.
+
+    world = World(max_inflight=4)
+    client = world.client(version=5)
+    client.connect("c1")
+    client.send(Subscribe(1, (("a/+", SubscriptionOptions(qos=1)),)))
+    client.expect(SubAck)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, TypeVar
+
+from gateway.core.broker import Broker
+from gateway.core.users import User, UserDatabase, hash_password
+from gateway.mqtt.codec import PacketDecoder, encode
+from gateway.mqtt.connection import MqttConnection
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_5,
+    ConnAck,
+    Connect,
+    Packet,
+    Properties,
+    PubAck,
+    Publish,
+    SubAck,
+    Subscribe,
+    SubscriptionOptions,
+    Will,
+)
+from gateway.mqtt.session_handler import ClientHandler
+from gateway.mqtt.session_hub import MqttHub, MqttSettings
+
+P = TypeVar("P")
+
+# A deliberately cheap scrypt cost: these tests check who may log in, not the hash's strength.
+GUEST_HASH = hash_password("guest", n=16)
+
+
+def cheap_hash(password: str) -> str:
+    return hash_password(password, n=16)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class World:
+    """One gateway's MQTT side: broker, users, hub; `advance` runs due timers as the app does."""
+
+    def __init__(
+        self, users: tuple[User, ...] = (), *, default_guest: bool = True, **settings: Any
+    ) -> None:
+        self.clock = FakeClock()
+        self.broker = Broker(self.clock)
+        self.users = UserDatabase(
+            users, default_guest=default_guest, guest_password_hash=GUEST_HASH
+        )
+        self.hub = MqttHub(self.broker, self.users, MqttSettings(**settings), self.clock)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+        self.broker.handle_timer()
+        self.hub.handle_timer()
+
+    def client(self, version: int = MQTT_5, peer: str = "127.0.0.1") -> Client:
+        return Client(self, version, peer)
+
+
+class Client:
+    """One connection: `send` feeds encoded packets to the server machine, `received` decodes
+    what the server wrote. A transport close by the server ends the connection like the
+    listener's `connection_lost` does."""
+
+    def __init__(self, world: World, version: int, peer: str) -> None:
+        self.world = world
+        self.version = version
+        settings = world.hub.settings
+        self.conn = MqttConnection(
+            max_packet_size=settings.max_packet_size, connect_timeout=10.0, now=world.clock()
+        )
+        self.handler = ClientHandler(
+            world.hub, self.conn, peer, on_output=lambda: None, close_transport=self._close
+        )
+        self.decoder = PacketDecoder(protocol_level=version)
+        self.transport_closed = False
+        self._inbox: deque[Packet] = deque()
+
+    def _close(self) -> None:
+        self.transport_closed = True
+
+    def send(self, *packets: Packet) -> None:
+        self.send_bytes(b"".join(encode(packet, self.version) for packet in packets))
+
+    def send_bytes(self, data: bytes) -> None:
+        assert not self.transport_closed, "the server closed this connection"
+        events = self.conn.receive_data(data, self.world.clock())
+        self.handler.handle_events(events)
+        self._pull()
+        if self.conn.closed or self.transport_closed:
+            self.transport_closed = True
+            self.handler.connection_lost()
+
+    def drop(self) -> None:
+        """The network connection breaks (no DISCONNECT)."""
+        self._pull()
+        self.transport_closed = True
+        self.handler.connection_lost()
+
+    def _pull(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self._inbox.extend(self.decoder.feed(data))
+
+    def received(self) -> list[Packet]:
+        self._pull()
+        out = list(self._inbox)
+        self._inbox.clear()
+        return out
+
+    def expect(self, kind: type[P]) -> P:
+        """The next packet from the server, which must be a `kind`; later ones stay queued."""
+        self._pull()
+        assert self._inbox, f"nothing received, expected {kind.__name__}"
+        packet = self._inbox.popleft()
+        assert isinstance(packet, kind), (packet, list(self._inbox))
+        return packet
+
+    def publishes(self) -> list[Publish]:
+        got = self.received()
+        assert all(isinstance(p, Publish) for p in got), got
+        return [p for p in got if isinstance(p, Publish)]
+
+    # -- conveniences ------------------------------------------------------------------------
+
+    def connect(
+        self,
+        client_id: str,
+        *,
+        clean: bool = True,
+        properties: Properties = EMPTY_PROPERTIES,
+        will: Will | None = None,
+        username: str | None = None,
+        password: bytes | None = None,
+        keep_alive: int = 0,
+    ) -> ConnAck:
+        self.send(
+            Connect(
+                client_id,
+                protocol_level=self.version,
+                clean_start=clean,
+                keep_alive=keep_alive,
+                username=username,
+                password=password,
+                will=will,
+                properties=properties,
+            )
+        )
+        return self.expect(ConnAck)
+
+    def subscribe(
+        self,
+        topic_filter: str,
+        qos: int = 1,
+        *,
+        packet_id: int = 1,
+        properties: Properties = EMPTY_PROPERTIES,
+        **options: Any,
+    ) -> SubAck:
+        opts = SubscriptionOptions(qos, **options)
+        self.send(Subscribe(packet_id, ((topic_filter, opts),), properties))
+        return self.expect(SubAck)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes = b"x",
+        qos: int = 0,
+        *,
+        packet_id: int | None = None,
+        retain: bool = False,
+        properties: Properties = EMPTY_PROPERTIES,
+    ) -> None:
+        if qos and packet_id is None:
+            packet_id = 1
+        self.send(Publish(topic, payload, qos, retain, False, packet_id, properties))
+
+    def publish_acked(self, topic: str, payload: bytes = b"x", **kw: Any) -> PubAck:
+        self.publish(topic, payload, 1, **kw)
+        return self.expect(PubAck)

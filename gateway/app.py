@@ -18,6 +18,8 @@ from typing import Protocol
 import structlog
 
 from gateway import __version__
+from gateway.amqp.channel_context import AmqpContext, AmqpSettings
+from gateway.amqp.listener import start_amqp_server
 from gateway.config import Config
 from gateway.core.broker import Broker
 from gateway.core.users import User, UserDatabase
@@ -58,6 +60,7 @@ class Gateway:
     broker: Broker = field(init=False)
     users: UserDatabase = field(init=False)
     mqtt: MqttHub = field(init=False)
+    amqp: AmqpContext = field(init=False)
     servers: list[Server] = field(default_factory=list)
     _ticker: asyncio.Task[None] | None = None
 
@@ -99,6 +102,21 @@ class Gateway:
             ),
             self.clock,
         )
+        a = self.config.amqp
+        self.amqp = AmqpContext(
+            self.broker,
+            self.users,
+            AmqpSettings(
+                channel_max=a.channel_max,
+                frame_max=a.frame_max,
+                heartbeat=a.heartbeat,
+                max_connections=a.max_connections,
+                memory_limit=self.config.memory_limit,
+            ),
+            # AMQP publishers reach MQTT's retained store with header x-mqtt-retain.
+            on_publish=self.mqtt.retain_from_amqp,
+            hooked_exchanges=frozenset({m.exchange}),
+        )
 
     def _listener_plan(self) -> list[tuple[str, int, ServerFactory]]:
         """(name, configured port, factory) for every listener this build provides."""
@@ -106,10 +124,12 @@ class Gateway:
         plan: list[tuple[str, int, ServerFactory]] = [
             ("mqtt", config.mqtt_port, _mqtt_factory),
             ("ws", config.ws_port, _ws_factory),
+            ("amqp", config.amqp_port, _amqp_factory),
             ("http", config.http_port, _http_factory),
         ]
         if config.tls_enabled:
             plan.append(("mqtts", config.mqtts_port, _mqtts_factory))
+            plan.append(("amqps", config.amqps_port, _amqps_factory))
         return plan
 
     @property
@@ -167,6 +187,18 @@ async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
 
 async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
     return await start_mqtt_ws_server(gateway.mqtt, host, port)
+
+
+async def _amqp_factory(gateway: Gateway, host: str, port: int) -> Server:
+    return await start_amqp_server(gateway.amqp, host, port)
+
+
+async def _amqps_factory(gateway: Gateway, host: str, port: int) -> Server:
+    tls = gateway.config.tls
+    assert tls.certfile is not None
+    assert tls.keyfile is not None
+    context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
+    return await start_amqp_server(gateway.amqp, host, port, name="amqps", ssl_context=context)
 
 
 async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:

@@ -500,6 +500,14 @@ class AMQPConnection:
             and self.client_capabilities.get("connection.blocked") is True
         )
 
+    def reset_heartbeat_monitor(self, now: float) -> None:
+        """Count the client as heard from at ``now``.
+
+        For a shell that stopped reading on purpose (connection.blocked): the client's
+        heartbeats wait unread in the socket, which is no reason to declare it dead.
+        """
+        self._last_received = now
+
     # -- closing -------------------------------------------------------------------------
 
     def close_channel(

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from gateway.mqtt.codec import PacketDecoder, encode
+from gateway.mqtt.packets import MQTT_5, ConnAck, Connect, Disconnect, ReasonCode
 
 GATEWAY = [sys.executable, "-m", "gateway"]
 ALL_PORTS_FREE = [
@@ -104,6 +108,25 @@ def wait_for_ready(proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[s
     raise AssertionError(f"no gateway.ready event; stderr was: {''.join(seen)}")
 
 
+def mqtt5_connect(port: int) -> socket.socket:
+    """A raw MQTT 5 client (the gateway under `gateway run` uses uvloop's transports)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(encode(Connect("cli-test", protocol_level=MQTT_5), MQTT_5))
+    decoder = PacketDecoder(protocol_level=MQTT_5)
+    packets = decoder.feed(sock.recv(1024))
+    assert isinstance(packets[0], ConnAck)
+    assert packets[0].reason_code == ReasonCode.SUCCESS
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    sock.close()
+    return data
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
     proc = subprocess.Popen(
@@ -116,8 +139,18 @@ def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
         ports = ready["ports"]
         assert isinstance(ports, dict)
         assert all(isinstance(p, int) and p > 0 for p in ports.values())
+        assert set(ports) == {"mqtt", "ws", "amqp", "http"}
+        mqtt_client = mqtt5_connect(ports["mqtt"])
+        amqp_client = socket.create_connection(("127.0.0.1", ports["amqp"]), timeout=5)
+        amqp_client.sendall(b"AMQP\x00\x00\x09\x01")
+        assert amqp_client.recv(7)[:3] == b"\x01\x00\x00"  # a method frame: connection.start
         started = time.monotonic()
         proc.send_signal(signum)
+        # Clients are told: MQTT 5 DISCONNECT 0x8B (server shutting down).
+        assert read_until_closed(mqtt_client) == encode(
+            Disconnect(ReasonCode.SERVER_SHUTTING_DOWN), MQTT_5
+        )
+        read_until_closed(amqp_client)
         assert proc.wait(timeout=5) == 0
         assert time.monotonic() - started < 5
     finally:

@@ -1,0 +1,216 @@
+"""One AMQP client connection on the core: login, virtual host, channels, teardown.
+
+The handler owns the sans-I/O :class:`~gateway.amqp.connection.AMQPConnection` and turns its
+events into core calls; it never touches a socket. The shell feeds it bytes, flushes the
+machine's output after every read (and when ``output_ready`` says another connection's
+activity wrote here), and closes the transport once ``conn.closed`` is true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from gateway.amqp.channel import AmqpChannel
+from gateway.amqp.channel_context import AmqpContext
+from gateway.amqp.connection import AMQPConnection
+from gateway.amqp.connection_events import (
+    ChannelClosed,
+    ChannelOpened,
+    ConnectionClosed,
+    ContentReceived,
+    Event,
+    HandshakeTimedOut,
+    HardErrorRaised,
+    HeartbeatTimedOut,
+    MethodReceived,
+    OpenRequested,
+    ProtocolHeaderRejected,
+)
+from gateway.amqp.spec import INTERNAL_ERROR, NOT_ALLOWED
+from gateway.core.errors import AuthenticationFailed, CoreError
+from gateway.core.users import User
+from gateway.core.vhost import VirtualHost
+
+BLOCKED_REASON = "low on memory"
+
+_ENDINGS = (
+    HardErrorRaised,
+    ConnectionClosed,
+    HeartbeatTimedOut,
+    HandshakeTimedOut,
+    ProtocolHeaderRejected,
+)
+
+
+class AmqpConnectionHandler:
+    """The adapter for one connection; ``output_ready`` tells the shell there is output."""
+
+    def __init__(
+        self,
+        context: AmqpContext,
+        peer_host: str,
+        *,
+        output_ready: Callable[[], None],
+    ) -> None:
+        settings = context.settings
+        self.context = context
+        self.peer_host = peer_host
+        self.output_ready = output_ready
+        self.conn = AMQPConnection(
+            server_properties=context.server_properties,
+            channel_max=settings.channel_max,
+            frame_max=settings.frame_max,
+            heartbeat=settings.heartbeat,
+            authenticate=self._authenticate,
+            handshake_timeout=settings.handshake_timeout,
+            close_timeout=settings.close_timeout,
+        )
+        self.vhost: VirtualHost | None = None
+        self.user: User | None = None
+        self.channels: dict[int, AmqpChannel] = {}
+        # False while the socket's write buffer is full: consumers stop receiving.
+        self.writable = True
+        # Set by every publish; the shell checks the memory limit and clears it.
+        self.published = False
+        self.blocked = False
+        self.cancel_notify = False
+        # Why a login was refused, for the shell's log line (the wire text stays vague).
+        self.refusal: str | None = None
+        self.torn_down = False
+        self._counted = False
+        self.confirm_dirty: list[AmqpChannel] = []
+
+    # -- events ------------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> list[Event]:
+        """Feed bytes to the machine and act on what comes out; returns the events."""
+        events = self.conn.receive_data(data, self.context.clock())
+        if events:
+            self.handle_events(events)
+        return events
+
+    def handle_events(self, events: Sequence[Event]) -> None:
+        channels = self.channels
+        for event in events:
+            # Most common first: a publish, then an ack.
+            if isinstance(event, ContentReceived):
+                ch = channels.get(event.channel)
+                if ch is not None and ch.open:
+                    ch.handle_content(event.method, event.raw_properties, event.body)
+            elif isinstance(event, MethodReceived):
+                ch = channels.get(event.channel)
+                if ch is not None and ch.open:
+                    ch.handle_method(event.method)
+            elif isinstance(event, ChannelOpened):
+                if not self.torn_down:
+                    channels[event.channel] = AmqpChannel(self, event.channel)
+            elif isinstance(event, ChannelClosed):
+                closed = channels.pop(event.channel, None)
+                if closed is not None:
+                    closed.teardown()
+            elif isinstance(event, OpenRequested):
+                self._on_open(event.virtual_host)
+            elif isinstance(event, _ENDINGS):
+                # The machine has closed (or is closing) the connection: its channels are gone.
+                self.teardown()
+        if self.confirm_dirty:
+            self.flush_confirms()
+
+    def flush_confirms(self) -> None:
+        dirty = self.confirm_dirty
+        self.confirm_dirty = []
+        for ch in dirty:
+            ch.flush_confirms()
+
+    # -- login and virtual host --------------------------------------------------------------
+
+    def _authenticate(self, mechanism: str, username: str, password: str) -> User | None:
+        try:
+            return self.context.users.authenticate(
+                username, password, self.peer_host, mechanism=mechanism
+            )
+        except AuthenticationFailed as exc:
+            self.refusal = exc.reason
+            return None
+
+    def _on_open(self, name: str) -> None:
+        context = self.context
+        conn = self.conn
+        user = conn.user
+        assert isinstance(user, User)
+        try:
+            vhost = context.broker.vhost(name)
+            context.users.check_vhost(user, name)
+        except CoreError as exc:
+            self.refusal = exc.explanation
+            conn.refuse_open(exc.text, exc.code)
+            return
+        limit = context.settings.max_connections
+        if context.connections >= limit:
+            self.refusal = "connection limit reached"
+            conn.refuse_open(
+                f"NOT_ALLOWED - connection refused: node connection limit ({limit}) is reached",
+                NOT_ALLOWED,
+            )
+            return
+        self.vhost = vhost
+        self.user = user
+        context.connections += 1
+        self._counted = True
+        self.cancel_notify = conn.client_capabilities.get("consumer_cancel_notify") is True
+        events = conn.open_ok()
+        if events:
+            self.handle_events(events)
+
+    # -- flow control ------------------------------------------------------------------------
+
+    def set_writable(self, writable: bool) -> None:
+        self.writable = writable
+        if writable:
+            for ch in list(self.channels.values()):
+                ch.resume_consumers()
+
+    def block(self, reason: str = BLOCKED_REASON) -> None:
+        """connection.blocked (to clients that announced the capability)."""
+        if not self.blocked:
+            self.blocked = True
+            self.conn.send_blocked(reason)
+
+    def unblock(self) -> None:
+        if self.blocked:
+            self.blocked = False
+            self.conn.send_unblocked()
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def close_connection(self, code: int, text: str, class_id: int = 0, method_id: int = 0) -> None:
+        """A hard error: connection.close, and the channels are gone right away."""
+        self.conn.close(code, text, class_id, method_id, now=self.context.clock())
+        self.teardown()
+
+    def internal_error(self) -> None:
+        self.close_connection(INTERNAL_ERROR, "INTERNAL_ERROR - internal error")
+
+    def shutdown(self) -> None:
+        """The gateway is stopping: connection.close 320 CONNECTION_FORCED."""
+        self.conn.close(now=self.context.clock())
+        self.teardown()
+
+    def teardown(self) -> None:
+        """Cancel consumers, requeue unacked deliveries, drop exclusive queues (idempotent)."""
+        if self.torn_down:
+            return
+        self.torn_down = True
+        channels = list(self.channels.values())
+        self.channels.clear()
+        self.confirm_dirty.clear()
+        for ch in channels:
+            ch.teardown()
+        if self.vhost is not None:
+            self.vhost.owner_closed(self)
+        if self._counted:
+            self._counted = False
+            self.context.connections -= 1
+
+    def connection_lost(self) -> None:
+        self.teardown()

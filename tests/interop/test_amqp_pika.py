@@ -5,7 +5,6 @@ reply-to, heartbeats, cancel notification, connection.blocked)."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+import trustme
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from tests.gateway_runner import RunningGateway, running_gateway
@@ -471,16 +471,15 @@ def test_many_consumers_share_a_queue_round_robin(connect: Connect) -> None:
 
 
 def test_amqps_listener_with_tls(tmp_path: Path) -> None:
+    authority = trustme.CA()
+    server_cert = authority.issue_cert("127.0.0.1", "localhost")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    server_cert.cert_chain_pems[0].write_to_path(str(cert))
+    server_cert.private_key_pem.write_to_path(str(key))
     tls = {"certfile": str(cert), "keyfile": str(key)}
     with running_gateway(tls=tls, amqps_port=0) as gateway:
-        context = ssl.create_default_context(cafile=str(cert))
-        context.check_hostname = False
+        context = ssl.create_default_context()
+        authority.configure_trust(context)
         params = pika.ConnectionParameters(
             "127.0.0.1", gateway.ports["amqps"], ssl_options=pika.SSLOptions(context)
         )

@@ -13,7 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -28,7 +28,7 @@ from gateway.log import configure_logging
 from gateway.mqtt.listener import start_mqtt_server
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
 from gateway.mqtt.websocket import start_mqtt_ws_server
-from gateway.net import make_server_ssl_context
+from gateway.net import MemoryAlarm, make_server_ssl_context
 
 log = structlog.get_logger("gateway")
 
@@ -62,6 +62,7 @@ class Gateway:
     mqtt: MqttHub = field(init=False)
     amqp: AmqpContext = field(init=False)
     servers: list[Server] = field(default_factory=list)
+    alarm: MemoryAlarm[Any] | None = None
     _ticker: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -138,6 +139,10 @@ class Gateway:
 
     async def start(self) -> dict[str, int]:
         """Bind every enabled listener; log `gateway.ready` with the bound ports."""
+        broker = self.broker
+        self.alarm = MemoryAlarm(
+            lambda: broker.queued_bytes, self.config.memory_limit, asyncio.get_running_loop()
+        )
         try:
             for _name, port, factory in self._listener_plan():
                 if port < 0:
@@ -169,12 +174,14 @@ class Gateway:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        if self.alarm is not None:
+            self.alarm.close()
         self.servers.clear()
         log.info("gateway.stopped")
 
 
 async def _mqtt_factory(gateway: Gateway, host: str, port: int) -> Server:
-    return await start_mqtt_server(gateway.mqtt, host, port)
+    return await start_mqtt_server(gateway.mqtt, host, port, alarm=gateway.alarm)
 
 
 async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
@@ -182,7 +189,9 @@ async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
     assert tls.certfile is not None
     assert tls.keyfile is not None
     context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
-    return await start_mqtt_server(gateway.mqtt, host, port, name="mqtts", ssl_context=context)
+    return await start_mqtt_server(
+        gateway.mqtt, host, port, name="mqtts", ssl_context=context, alarm=gateway.alarm
+    )
 
 
 async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
@@ -190,7 +199,7 @@ async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
 
 
 async def _amqp_factory(gateway: Gateway, host: str, port: int) -> Server:
-    return await start_amqp_server(gateway.amqp, host, port)
+    return await start_amqp_server(gateway.amqp, host, port, alarm=gateway.alarm)
 
 
 async def _amqps_factory(gateway: Gateway, host: str, port: int) -> Server:
@@ -198,7 +207,9 @@ async def _amqps_factory(gateway: Gateway, host: str, port: int) -> Server:
     assert tls.certfile is not None
     assert tls.keyfile is not None
     context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
-    return await start_amqp_server(gateway.amqp, host, port, name="amqps", ssl_context=context)
+    return await start_amqp_server(
+        gateway.amqp, host, port, name="amqps", ssl_context=context, alarm=gateway.alarm
+    )
 
 
 async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:

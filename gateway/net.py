@@ -11,7 +11,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+import structlog
+
+log = structlog.get_logger("gateway")
+
+# How often a raised memory alarm looks whether the queues have drained below the limit.
+ALARM_POLL_INTERVAL = 0.05
 
 
 class LiveConnection(Protocol):
@@ -22,6 +29,94 @@ class LiveConnection(Protocol):
 
     def abort(self) -> None:
         """Drop the transport without ceremony (the grace period is over)."""
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class Blockable(Protocol):
+    def block(self) -> None:
+        """Stop reading from this client (and tell it, where the protocol can)."""
+
+    def unblock(self) -> None: ...
+
+
+F = TypeVar("F", bound=Flushable)
+B = TypeVar("B", bound=Blockable)
+
+
+class FlushScheduler(Generic[F]):
+    """Connections with pending output, flushed together once per loop turn: a fan-out of N
+    deliveries caused by one read costs one write per receiving connection."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: dict[F, None] = {}
+        self._scheduled = False
+
+    def mark(self, connection: F) -> None:
+        self._dirty[connection] = None
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty = self._dirty
+        self._dirty = {}
+        for connection in dirty:
+            connection.flush()
+
+
+class MemoryAlarm(Generic[B]):
+    """One alarm for the whole gateway: while queued bodies exceed `limit` bytes, every
+    connection that publishes stops being read until the queues drain (DESIGN.md section 9)."""
+
+    def __init__(
+        self, queued_bytes: Callable[[], int], limit: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._queued_bytes = queued_bytes
+        self.limit = limit
+        self._loop = loop
+        self.alarmed = False
+        self._blocked: dict[B, None] = {}
+        self._poll: asyncio.TimerHandle | None = None
+
+    def over_limit(self) -> bool:
+        return self._queued_bytes() > self.limit
+
+    def published(self, connection: B) -> None:
+        """`connection` just published: block it if the alarm is (or now goes) off."""
+        if not self.alarmed:
+            if self._queued_bytes() <= self.limit:
+                return
+            self.alarmed = True
+            log.warning("memory_alarm.raised", queued_bytes=self._queued_bytes(), limit=self.limit)
+            self._poll = self._loop.call_later(ALARM_POLL_INTERVAL, self._check)
+        if connection not in self._blocked:
+            self._blocked[connection] = None
+            connection.block()
+
+    def discard(self, connection: B) -> None:
+        self._blocked.pop(connection, None)
+
+    def _check(self) -> None:
+        self._poll = None
+        if self.over_limit():
+            self._poll = self._loop.call_later(ALARM_POLL_INTERVAL, self._check)
+            return
+        self.alarmed = False
+        log.info("memory_alarm.cleared", queued_bytes=self._queued_bytes())
+        blocked = list(self._blocked)
+        self._blocked.clear()
+        for connection in blocked:
+            connection.unblock()
+
+    def close(self) -> None:
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
 
 
 class ConnectionRegistry:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
@@ -26,83 +26,9 @@ from gateway.amqp.connection_events import (
     HeartbeatTimedOut,
     ProtocolHeaderRejected,
 )
-from gateway.net import ConnectionRegistry, StreamServer
+from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm, StreamServer
 
 log = structlog.get_logger("gateway.amqp")
-
-# How often a raised memory alarm looks whether the queues have drained below the limit.
-ALARM_POLL_INTERVAL = 0.05
-
-
-class FlushScheduler:
-    """Connections with pending output, flushed once per loop turn."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._dirty: dict[AmqpProtocol, None] = {}
-        self._scheduled = False
-
-    def mark(self, protocol: AmqpProtocol) -> None:
-        self._dirty[protocol] = None
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        dirty = self._dirty
-        self._dirty = {}
-        for protocol in dirty:
-            protocol.flush()
-
-
-class MemoryMonitor:
-    """The memory alarm of one listener: blocks publishers while queues hold too much."""
-
-    def __init__(self, context: AmqpContext, loop: asyncio.AbstractEventLoop) -> None:
-        self._broker = context.broker
-        self.limit = context.settings.memory_limit
-        self._loop = loop
-        self.alarmed = False
-        self._blocked: dict[AmqpProtocol, None] = {}
-        self._poll: asyncio.TimerHandle | None = None
-
-    def over_limit(self) -> bool:
-        return self._broker.queued_bytes > self.limit
-
-    def published(self, protocol: AmqpProtocol) -> None:
-        """``protocol`` just published: block it if the alarm is (or now goes) off."""
-        if not self.alarmed:
-            if not self.over_limit():
-                return
-            self.alarmed = True
-            log.warning(
-                "amqp.memory_alarm", queued_bytes=self._broker.queued_bytes, limit=self.limit
-            )
-            self._poll = self._loop.call_later(ALARM_POLL_INTERVAL, self._check)
-        if protocol not in self._blocked:
-            self._blocked[protocol] = None
-            protocol.block()
-
-    def discard(self, protocol: AmqpProtocol) -> None:
-        self._blocked.pop(protocol, None)
-
-    def _check(self) -> None:
-        self._poll = None
-        if self.over_limit():
-            self._poll = self._loop.call_later(ALARM_POLL_INTERVAL, self._check)
-            return
-        self.alarmed = False
-        log.info("amqp.memory_alarm_cleared", queued_bytes=self._broker.queued_bytes)
-        blocked = list(self._blocked)
-        self._blocked.clear()
-        for protocol in blocked:
-            protocol.unblock()
-
-    def close(self) -> None:
-        if self._poll is not None:
-            self._poll.cancel()
-            self._poll = None
 
 
 class AmqpProtocol(asyncio.Protocol):
@@ -110,8 +36,8 @@ class AmqpProtocol(asyncio.Protocol):
         self,
         context: AmqpContext,
         registry: ConnectionRegistry,
-        flusher: FlushScheduler,
-        monitor: MemoryMonitor,
+        flusher: FlushScheduler[AmqpProtocol],
+        monitor: MemoryAlarm[AmqpProtocol],
     ) -> None:
         self.context = context
         self.registry = registry
@@ -317,20 +243,6 @@ class AmqpProtocol(asyncio.Protocol):
             self.transport.abort()
 
 
-class AmqpServer(StreamServer):
-    """A bound AMQP listener; stopping it also stops its memory alarm."""
-
-    def __init__(self, name: str, context: AmqpContext, loop: asyncio.AbstractEventLoop) -> None:
-        flusher = FlushScheduler(loop)
-        self.monitor = MemoryMonitor(context, loop)
-        monitor = self.monitor
-        super().__init__(name, lambda registry: AmqpProtocol(context, registry, flusher, monitor))
-
-    async def close_connections(self, grace: float) -> None:
-        await super().close_connections(grace)
-        self.monitor.close()
-
-
 async def start_amqp_server(
     context: AmqpContext,
     host: str,
@@ -338,8 +250,16 @@ async def start_amqp_server(
     *,
     name: str = "amqp",
     ssl_context: ssl.SSLContext | None = None,
-) -> AmqpServer:
-    """Bind an AMQP listener for ``context`` (several listeners may share one context)."""
-    server = AmqpServer(name, context, asyncio.get_running_loop())
+    alarm: MemoryAlarm[Any] | None = None,
+) -> StreamServer:
+    """Bind an AMQP listener for ``context`` (several listeners may share one context and one
+    memory alarm; without one, the listener gets its own)."""
+    loop = asyncio.get_running_loop()
+    flusher: FlushScheduler[AmqpProtocol] = FlushScheduler(loop)
+    if alarm is None:
+        broker = context.broker
+        alarm = MemoryAlarm(lambda: broker.queued_bytes, context.settings.memory_limit, loop)
+    monitor = alarm
+    server = StreamServer(name, lambda registry: AmqpProtocol(context, registry, flusher, monitor))
     await server.start(host, port, ssl_context)
     return server

@@ -318,6 +318,11 @@ class MqttConnection:
 
     # -- timers ------------------------------------------------------------------------------
 
+    def reset_keepalive(self, now: float) -> None:
+        """Count the client as heard from now: the server stopped reading it (memory alarm),
+        so its PINGREQs wait unread in the socket."""
+        self._last_received = now
+
     def get_timer(self) -> float | None:
         """When `handle_timer` should next run, or None."""
         state = self.state

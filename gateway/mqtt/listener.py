@@ -10,38 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
 from gateway.mqtt.connection import MqttConnection, ProtocolViolation
 from gateway.mqtt.session_handler import ClientHandler
 from gateway.mqtt.session_hub import MqttHub
-from gateway.net import ConnectionRegistry, StreamServer
+from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm, StreamServer
 
 log = structlog.get_logger("gateway.mqtt")
-
-
-class FlushScheduler:
-    """Connections with pending output, flushed once per loop turn."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._dirty: dict[MqttProtocol, None] = {}
-        self._scheduled = False
-
-    def mark(self, protocol: MqttProtocol) -> None:
-        self._dirty[protocol] = None
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        dirty = self._dirty
-        self._dirty = {}
-        for protocol in dirty:
-            protocol.flush()
 
 
 class MqttProtocol(asyncio.Protocol):
@@ -49,11 +27,14 @@ class MqttProtocol(asyncio.Protocol):
         self,
         hub: MqttHub,
         registry: ConnectionRegistry,
-        flusher: FlushScheduler,
+        flusher: FlushScheduler[MqttProtocol],
+        alarm: MemoryAlarm[MqttProtocol],
     ) -> None:
         self.hub = hub
         self.registry = registry
         self.flusher = flusher
+        self.alarm = alarm
+        self._reading_paused = False
         self.transport: asyncio.Transport | None = None
         self.conn: MqttConnection | None = None
         self.handler: ClientHandler | None = None
@@ -103,6 +84,9 @@ class MqttProtocol(asyncio.Protocol):
             handler.connection_lost()
         finally:
             self._in_receive = False
+        # One int comparison per read unless the alarm is raised.
+        if self.alarm.alarmed or self.hub.broker.queued_bytes > self.alarm.limit:
+            self.alarm.published(self)
         self.flush()
         if conn.closed:
             self._close_after_flush()
@@ -123,6 +107,7 @@ class MqttProtocol(asyncio.Protocol):
             self._timer = None
         if self.handler is not None:
             self.handler.connection_lost()
+        self.alarm.discard(self)
         self.registry.discard(self)
         self.transport = None
 
@@ -155,6 +140,19 @@ class MqttProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()  # flushes buffered data first
 
+    # -- memory alarm ------------------------------------------------------------------------
+
+    def block(self) -> None:
+        """MQTT has no "blocked" packet: the publisher simply is not read (TCP back-pressure)."""
+        if self.transport is not None and not self._reading_paused and not self._closing:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def unblock(self) -> None:
+        if self.transport is not None and self._reading_paused and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
     # -- timers (keep-alive, connect timeout) -----------------------------------------------
 
     def _arm_timer(self) -> None:
@@ -176,6 +174,9 @@ class MqttProtocol(asyncio.Protocol):
         conn, handler = self.conn, self.handler
         if conn is None or handler is None or self._closing:
             return
+        if self._reading_paused:
+            # Not reading is our doing: the client's PINGREQs wait in the socket.
+            conn.reset_keepalive(self.hub.clock())
         events = conn.handle_timer(self.hub.clock())
         if events:
             # `event` is structlog's own key: the timeout kind goes under another name.
@@ -209,8 +210,15 @@ async def start_mqtt_server(
     *,
     name: str = "mqtt",
     ssl_context: ssl.SSLContext | None = None,
+    alarm: MemoryAlarm[Any] | None = None,
+    memory_limit: int = 512 * 1024 * 1024,
 ) -> StreamServer:
-    flusher = FlushScheduler(asyncio.get_running_loop())
-    server = StreamServer(name, lambda registry: MqttProtocol(hub, registry, flusher))
+    loop = asyncio.get_running_loop()
+    flusher: FlushScheduler[MqttProtocol] = FlushScheduler(loop)
+    if alarm is None:
+        broker = hub.broker
+        alarm = MemoryAlarm(lambda: broker.queued_bytes, memory_limit, loop)
+    shared = alarm
+    server = StreamServer(name, lambda registry: MqttProtocol(hub, registry, flusher, shared))
     await server.start(host, port, ssl_context)
     return server

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.gateway_runner import RunningGateway
+from tests.gateway_runner import RunningGateway, running_gateway
 
 pytestmark = pytest.mark.interop
 
@@ -265,3 +265,31 @@ def test_mqtt_qos1_to_a_full_amqp_queue_is_refused_with_0x97(gateway: RunningGat
         device.client.publish(f"{topic}/a", b"1", 1)
         device.client.publish(f"{topic}/a", b"2", 1)
         assert [acks.get(timeout=TIMEOUT), acks.get(timeout=TIMEOUT)] == [0x00, 0x97]
+
+
+def test_memory_alarm_stops_reading_mqtt_publishers_until_queues_drain() -> None:
+    """Past `memory_limit` queued bytes a publisher is not read (MQTT has no blocked packet, so
+    TCP back-pressure is the signal); once the queues drain it is read again and every PUBACK
+    arrives. Nothing is dropped."""
+    with running_gateway(memory_limit=20_000) as gw, amqp_channel(gw) as channel:
+        name = bound_queue(channel, "alarm.#")
+        acks: queue.Queue[int] = queue.Queue()
+        with mqtt_client(gw) as device:
+            device.client.on_publish = lambda _c, _u, mid, _code, _p: acks.put(mid)
+            for _ in range(20):
+                device.client.publish("alarm/x", b"x" * 4096, 1)
+            got = drain(acks, quiet=0.5)
+            assert 4 <= len(got) < 20  # blocked once the queue passed 20 kB
+            assert channel.queue_purge(name).method.message_count == len(got)
+            got.extend(acks.get(timeout=TIMEOUT) for _ in range(20 - len(got)))
+        assert len(set(got)) == 20
+
+
+def drain(source: queue.Queue[int], quiet: float) -> list[int]:
+    """Everything that arrives until `quiet` seconds pass with nothing new."""
+    found = []
+    while True:
+        try:
+            found.append(source.get(timeout=quiet))
+        except queue.Empty:
+            return found

@@ -231,7 +231,7 @@ async def serve(config: Config, shutdown_trigger: ShutdownTrigger) -> None:
         await gateway.stop()
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a Linux/macOS dependency
@@ -250,7 +250,7 @@ def run(config: Config) -> int:
             loop.add_signal_handler(signum, stop.set)
         await serve(config, stop.wait)
 
-    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         try:
             runner.run(main())
         except OSError as exc:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from gateway.app import Gateway
+from gateway.app import Gateway, new_event_loop
 from gateway.config import Config, load_config
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ FREE_PORTS = {
 class RunningGateway:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # uvloop, as `gateway run` uses
         self.gateway = Gateway(config)
         self.ports: dict[str, int] = {}
         self._stop: asyncio.Event | None = None

@@ -216,7 +216,11 @@ async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:
     def mqtt_stats() -> dict[str, int]:
         return {**gateway.mqtt.stats, "connections": gateway.mqtt.connections}
 
-    server = HttpServer(HttpApi(gateway.broker, gateway.users, {"mqtt": mqtt_stats}))
+    def amqp_stats() -> dict[str, int]:
+        return {"connections": gateway.amqp.connections}
+
+    stats = {"mqtt": mqtt_stats, "amqp": amqp_stats}
+    server = HttpServer(HttpApi(gateway.broker, gateway.users, stats))
     await server.start(host, port)
     return server
 

@@ -34,6 +34,7 @@ def test_metrics_exposition(gateway: RunningGateway) -> None:
     text = body.decode()
     assert "# TYPE gateway_queued_bytes gauge" in text
     assert "gateway_mqtt_connections " in text
+    assert "gateway_amqp_connections " in text
 
 
 def test_api_requires_credentials(gateway: RunningGateway) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import structlog
 
@@ -117,6 +117,170 @@ class MemoryAlarm(Generic[B]):
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
+
+
+class MachineProtocol(asyncio.Protocol):
+    """The asyncio side of one sans-I/O connection, shared by the MQTT and AMQP listeners.
+
+    It owns what is the same for both protocols: registration for shutdown, write coalescing
+    (`_output_ready` marks the connection for one flush per loop turn), write back-pressure
+    (`_set_writable`), read pausing for the memory alarm, and one timer that follows the
+    machine's `get_timer()`. Subclasses say how to drain the machine, run its timer and react
+    to a lost transport.
+    """
+
+    def __init__(
+        self,
+        registry: ConnectionRegistry,
+        flusher: FlushScheduler[Any],
+        alarm: MemoryAlarm[Any],
+        clock: Callable[[], float],
+    ) -> None:
+        self.registry = registry
+        self.flusher = flusher
+        self.alarm = alarm
+        self.clock = clock
+        self.transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._in_receive = False
+        self._marked = False
+        self._closing = False
+        self._reading_paused = False
+
+    # -- what a protocol supplies --------------------------------------------------------------
+
+    def _machine_timer(self) -> float | None:
+        """The machine's next deadline (`get_timer()`), or None."""
+        raise NotImplementedError
+
+    def _timer_due(self, now: float) -> bool:
+        """Run the machine's timer; True when the connection is now closed."""
+        raise NotImplementedError
+
+    def _write_pending(self, transport: asyncio.Transport) -> None:
+        """Write whatever the machine has queued."""
+        raise NotImplementedError
+
+    def _set_writable(self, writable: bool) -> None:
+        """Socket back-pressure: stop (or resume) giving this client messages."""
+        raise NotImplementedError
+
+    def _lost(self) -> None:
+        """The transport is gone: end the protocol session."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """The gateway is stopping: say goodbye in the protocol, flush, close."""
+        raise NotImplementedError
+
+    # -- asyncio callbacks ---------------------------------------------------------------------
+
+    def _attach(self, transport: asyncio.BaseTransport) -> tuple[str, str]:
+        """Keep the transport and register; returns (peer host, "host:port")."""
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.registry.add(self)
+        if isinstance(peer, tuple):
+            return str(peer[0]), f"{peer[0]}:{peer[1]}"
+        return "unix", "unix"
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._lost()
+        self.alarm.discard(self)
+        self.registry.discard(self)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._set_writable(False)
+
+    def resume_writing(self) -> None:
+        self._set_writable(True)
+        self._output_ready()
+
+    # -- output --------------------------------------------------------------------------------
+
+    def _output_ready(self) -> None:
+        if not self._in_receive and not self._marked:
+            self._marked = True
+            self.flusher.mark(self)
+
+    def flush(self) -> None:
+        self._marked = False
+        transport = self.transport
+        if transport is not None:
+            self._write_pending(transport)
+
+    def _close_after_flush(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()  # flushes buffered data first
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _after_read(self, closed: bool) -> None:
+        """End of one read: flush, close if the machine closed, follow an earlier deadline."""
+        self.flush()
+        if closed:
+            self._close_after_flush()
+            return
+        # The handshake may have set a keep-alive/heartbeat due before the current timer.
+        deadline = self._machine_timer()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm_timer()
+
+    # -- reading (memory alarm) ------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._reading_paused and not self._closing:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    # -- the machine's timer ---------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        deadline = self._machine_timer()
+        self._timer_at = deadline
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self.clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._closing:
+            return
+        closed = self._timer_due(self.clock())
+        self.flush()
+        if closed:
+            self._close_after_flush()
+            return
+        self._arm_timer()
+
+    def _rearm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._arm_timer()
 
 
 class ConnectionRegistry:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
@@ -26,45 +26,34 @@ from gateway.amqp.connection_events import (
     HeartbeatTimedOut,
     ProtocolHeaderRejected,
 )
-from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm, StreamServer
+from gateway.net import (
+    ConnectionRegistry,
+    FlushScheduler,
+    MachineProtocol,
+    MemoryAlarm,
+    StreamServer,
+)
 
 log = structlog.get_logger("gateway.amqp")
 
 
-class AmqpProtocol(asyncio.Protocol):
+class AmqpProtocol(MachineProtocol):
     def __init__(
         self,
         context: AmqpContext,
         registry: ConnectionRegistry,
         flusher: FlushScheduler[AmqpProtocol],
-        monitor: MemoryAlarm[AmqpProtocol],
+        alarm: MemoryAlarm[AmqpProtocol],
     ) -> None:
+        super().__init__(registry, flusher, alarm, context.clock)
         self.context = context
-        self.registry = registry
-        self.flusher = flusher
-        self.monitor = monitor
-        self.transport: asyncio.Transport | None = None
         self.handler: AmqpConnectionHandler | None = None
         self.peer = "unknown"
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._in_receive = False
-        self._marked = False
-        self._closing = False
-        self._reading_paused = False
-
-    # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
-        self.transport = cast(asyncio.Transport, transport)
-        peer = self.transport.get_extra_info("peername")
-        host = peer[0] if isinstance(peer, tuple) else "unix"
-        if isinstance(peer, tuple):
-            self.peer = f"{peer[0]}:{peer[1]}"
+        host, self.peer = self._attach(transport)
         self.handler = AmqpConnectionHandler(self.context, host, output_ready=self._output_ready)
-        self.handler.conn.start(self.context.clock())
-        self.registry.add(self)
+        self.handler.conn.start(self.clock())
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -84,39 +73,45 @@ class AmqpProtocol(asyncio.Protocol):
             self._in_receive = False
         if handler.published:
             handler.published = False
-            self.monitor.published(self)
-        self.flush()
-        if handler.conn.closed:
-            self._close_after_flush()
-            return
-        # tune-ok may have set a heartbeat that is due before the handshake timeout.
-        deadline = handler.conn.get_timer()
-        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm_timer()
+            self.alarm.published(self)
+        self._after_read(handler.conn.closed)
 
-    def eof_received(self) -> bool | None:
-        return False  # close our side too
+    # -- MachineProtocol hooks ---------------------------------------------------------------
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _machine_timer(self) -> float | None:
+        return None if self.handler is None else self.handler.conn.get_timer()
+
+    def _timer_due(self, now: float) -> bool:
+        handler = self.handler
+        if handler is None:
+            return True
+        conn = handler.conn
+        if self._reading_paused:
+            # Not reading is our doing: the client's heartbeats wait in the socket.
+            conn.reset_heartbeat_monitor(now)
+        try:
+            events = conn.handle_timer(now)
+            if events:
+                self._log_events(events)
+                handler.handle_events(events)
+        except Exception:
+            log.exception("amqp.internal_error", peer=self.peer)
+            handler.internal_error()
+        return conn.closed
+
+    def _write_pending(self, transport: asyncio.Transport) -> None:
+        if self.handler is not None:
+            chunks = self.handler.conn.data_to_send_chunks()
+            if chunks:
+                transport.writelines(chunks)
+
+    def _set_writable(self, writable: bool) -> None:
+        if self.handler is not None:
+            self.handler.set_writable(writable)
+
+    def _lost(self) -> None:
         if self.handler is not None:
             self.handler.connection_lost()
-        self.monitor.discard(self)
-        self.registry.discard(self)
-        self.transport = None
-
-    def pause_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.set_writable(False)
-
-    def resume_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.set_writable(True)
-            self._output_ready()
 
     # -- logging (connection events only, never per message) ---------------------------------
 
@@ -134,89 +129,21 @@ class AmqpProtocol(asyncio.Protocol):
             elif isinstance(event, HeartbeatTimedOut | HandshakeTimedOut | ProtocolHeaderRejected):
                 log.info("amqp.connection_dropped", peer=self.peer, reason=type(event).__name__)
 
-    # -- output ------------------------------------------------------------------------------
-
-    def _output_ready(self) -> None:
-        if not self._in_receive and not self._marked:
-            self._marked = True
-            self.flusher.mark(self)
-
-    def flush(self) -> None:
-        self._marked = False
-        handler, transport = self.handler, self.transport
-        if handler is None or transport is None:
-            return
-        chunks = handler.conn.data_to_send_chunks()
-        if chunks:
-            transport.writelines(chunks)
-
-    def _close_after_flush(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self.flush()
-        if self.transport is not None:
-            self.transport.close()  # flushes buffered data first
-
-    # -- memory alarm ------------------------------------------------------------------------
+    # -- memory alarm: connection.blocked to clients that asked, and no more reads -----------
 
     def block(self) -> None:
-        handler, transport = self.handler, self.transport
-        if handler is None or transport is None or self._closing:
+        if self.handler is None or self.transport is None or self._closing:
             return
-        handler.block()
+        self.handler.block()
         self.flush()
-        if not self._reading_paused:
-            self._reading_paused = True
-            transport.pause_reading()
+        self._pause_reading()
 
     def unblock(self) -> None:
-        handler, transport = self.handler, self.transport
-        if handler is None or transport is None or self._closing:
+        if self.handler is None or self.transport is None or self._closing:
             return
-        handler.unblock()
+        self.handler.unblock()
         self.flush()
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
-
-    # -- timers (heartbeats, handshake and close timeouts) -----------------------------------
-
-    def _arm_timer(self) -> None:
-        handler = self.handler
-        if handler is None:
-            return
-        deadline = handler.conn.get_timer()
-        self._timer_at = deadline
-        if deadline is None:
-            return
-        delay = max(0.0, deadline - self.context.clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        handler = self.handler
-        if handler is None or self._closing:
-            return
-        conn = handler.conn
-        now = self.context.clock()
-        if self._reading_paused:
-            # Not reading is our doing: the client's heartbeats wait in the socket.
-            conn.reset_heartbeat_monitor(now)
-        try:
-            events = conn.handle_timer(now)
-            if events:
-                self._log_events(events)
-                handler.handle_events(events)
-        except Exception:
-            log.exception("amqp.internal_error", peer=self.peer)
-            handler.internal_error()
-        self.flush()
-        if conn.closed:
-            self._close_after_flush()
-            return
-        self._arm_timer()
+        self._resume_reading()
 
     # -- LiveConnection (shutdown) -----------------------------------------------------------
 
@@ -230,17 +157,8 @@ class AmqpProtocol(asyncio.Protocol):
             self._close_after_flush()
             return
         # The close timeout is now the deadline that matters.
-        if self._timer is not None:
-            self._timer.cancel()
-        self._arm_timer()
-        if self._reading_paused and self.transport is not None:
-            # Let close-ok in.
-            self._reading_paused = False
-            self.transport.resume_reading()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
+        self._rearm_timer()
+        self._resume_reading()  # let close-ok in
 
 
 async def start_amqp_server(

@@ -13,19 +13,12 @@ import pytest
 
 from gateway.mqtt.codec import PacketDecoder, encode
 from gateway.mqtt.packets import (
-    EMPTY_PROPERTIES,
     MQTT_5,
-    ConnAck,
-    Connect,
     Packet,
-    Properties,
     PubAck,
     Publish,
-    SubAck,
-    Subscribe,
-    SubscriptionOptions,
-    Will,
 )
+from tests.mqtt_client_base import PacketClient
 
 P = TypeVar("P")
 TIMEOUT = 5.0
@@ -46,7 +39,7 @@ class ConnectionClosed(Exception):
     """The server closed the connection."""
 
 
-class RawClient:
+class RawClient(PacketClient):
     def __init__(self, port: int, version: int = MQTT_5, host: str = "127.0.0.1") -> None:
         self.version = version
         self.sock = socket.create_connection((host, port), timeout=TIMEOUT)
@@ -104,57 +97,6 @@ class RawClient:
         self.sock.close()
 
     # -- conveniences ------------------------------------------------------------------------
-
-    def connect(
-        self,
-        client_id: str,
-        *,
-        clean: bool = True,
-        properties: Properties = EMPTY_PROPERTIES,
-        will: Will | None = None,
-        username: str | None = None,
-        password: bytes | None = None,
-        keep_alive: int = 0,
-    ) -> ConnAck:
-        self.send(
-            Connect(
-                client_id,
-                protocol_level=self.version,
-                clean_start=clean,
-                keep_alive=keep_alive,
-                username=username,
-                password=password,
-                will=will,
-                properties=properties,
-            )
-        )
-        return self.expect(ConnAck)
-
-    def subscribe(
-        self,
-        topic_filter: str,
-        qos: int = 1,
-        *,
-        packet_id: int = 1,
-        properties: Properties = EMPTY_PROPERTIES,
-    ) -> SubAck:
-        self.send(Subscribe(packet_id, ((topic_filter, SubscriptionOptions(qos)),), properties))
-        return self.expect(SubAck)
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 0,
-        *,
-        packet_id: int | None = None,
-        retain: bool = False,
-        dup: bool = False,
-        properties: Properties = EMPTY_PROPERTIES,
-    ) -> None:
-        if qos and packet_id is None:
-            packet_id = 1
-        self.send(Publish(topic, payload, qos, retain, dup, packet_id, properties))
 
     def publishes(self, count: int, timeout: float = TIMEOUT) -> list[Publish]:
         got = [self.expect(Publish, timeout) for _ in range(count)]

@@ -18,21 +18,14 @@ from gateway.core.users import User, UserDatabase, hash_password
 from gateway.mqtt.codec import PacketDecoder, encode
 from gateway.mqtt.connection import MqttConnection
 from gateway.mqtt.packets import (
-    EMPTY_PROPERTIES,
     MQTT_5,
-    ConnAck,
-    Connect,
     Packet,
-    Properties,
     PubAck,
     Publish,
-    SubAck,
-    Subscribe,
-    SubscriptionOptions,
-    Will,
 )
 from gateway.mqtt.session_handler import ClientHandler
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
+from tests.mqtt_client_base import PacketClient
 
 P = TypeVar("P")
 
@@ -74,7 +67,7 @@ class World:
         return Client(self, version, peer)
 
 
-class Client:
+class Client(PacketClient):
     """One connection: `send` feeds encoded packets to the server machine, `received` decodes
     what the server wrote. A transport close by the server ends the connection like the
     listener's `connection_lost` does."""
@@ -139,58 +132,6 @@ class Client:
         return [p for p in got if isinstance(p, Publish)]
 
     # -- conveniences ------------------------------------------------------------------------
-
-    def connect(
-        self,
-        client_id: str,
-        *,
-        clean: bool = True,
-        properties: Properties = EMPTY_PROPERTIES,
-        will: Will | None = None,
-        username: str | None = None,
-        password: bytes | None = None,
-        keep_alive: int = 0,
-    ) -> ConnAck:
-        self.send(
-            Connect(
-                client_id,
-                protocol_level=self.version,
-                clean_start=clean,
-                keep_alive=keep_alive,
-                username=username,
-                password=password,
-                will=will,
-                properties=properties,
-            )
-        )
-        return self.expect(ConnAck)
-
-    def subscribe(
-        self,
-        topic_filter: str,
-        qos: int = 1,
-        *,
-        packet_id: int = 1,
-        properties: Properties = EMPTY_PROPERTIES,
-        **options: Any,
-    ) -> SubAck:
-        opts = SubscriptionOptions(qos, **options)
-        self.send(Subscribe(packet_id, ((topic_filter, opts),), properties))
-        return self.expect(SubAck)
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes = b"x",
-        qos: int = 0,
-        *,
-        packet_id: int | None = None,
-        retain: bool = False,
-        properties: Properties = EMPTY_PROPERTIES,
-    ) -> None:
-        if qos and packet_id is None:
-            packet_id = 1
-        self.send(Publish(topic, payload, qos, retain, False, packet_id, properties))
 
     def publish_acked(self, topic: str, payload: bytes = b"x", **kw: Any) -> PubAck:
         self.publish(topic, payload, 1, **kw)

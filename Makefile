@@ -33,5 +33,8 @@ test: $(STAMP) $(JS)/node_modules/.installed lint typecheck
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+bench: $(STAMP)   # needs mosquitto and rabbitmq-server (apt-get install mosquitto rabbitmq-server)
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

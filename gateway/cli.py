@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from gateway import __version__
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, load_config, refuse_mapping_rules
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="gateway",
         description="AMQP 0-9-1 and MQTT 3.1.1/5.0 broker gateway over one routing core.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"gateway {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
@@ -56,10 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for flag, text in ports.items():
         run.add_argument(flag, type=_port, metavar="PORT", help=f"{text}; 0 = any, -1 = off")
-    run.add_argument("--data-dir", metavar="DIR", help="where durable state lives (./data)")
-    run.add_argument("--mappings", metavar="DIR", help="topic mapping rules (./mappings)")
+    run.add_argument(
+        "--data-dir", metavar="DIR", help="durable state (./data; reserved: no store yet)"
+    )
+    run.add_argument(
+        "--mappings", metavar="DIR", help="topic mapping rules (./mappings; not supported yet)"
+    )
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", choices=["json", "console"])
+
+    # `gateway --help` shows the run flags too: that is what people look for first.
+    run_options = run.format_help().split("options:", 1)[-1]
+    parser.epilog = (
+        "gateway run [flags]:"
+        + run_options
+        + "\nEvery flag is also GATEWAY_<NAME> in the environment and a key in the TOML file"
+        " (flag > env > file > default)."
+    )
 
     passwd = commands.add_parser("passwd", help="print a password hash for the config file")
     passwd.add_argument(
@@ -84,6 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     }
     try:
         config = load_config(args.config, overrides=overrides)
+        refuse_mapping_rules(config)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return 2

@@ -251,3 +251,17 @@ def resolve_mappings_dir(config: Config) -> Path | None:
         return path
     default = Path("mappings")
     return default if default.is_dir() else None
+
+
+def refuse_mapping_rules(config: Config) -> None:
+    """Mapping rules (DESIGN.md section 4) are not implemented yet: rather than ignore rule
+    files a user wrote, refuse to start and say so."""
+    directory = resolve_mappings_dir(config)
+    if directory is None:
+        return
+    rules = sorted(directory.glob("*.toml"))
+    if rules:
+        raise ConfigError(
+            f"{rules[0]}: mapping rules are not supported by this version; every MQTT topic "
+            "maps to [mqtt] exchange (remove the files or the --mappings flag)"
+        )

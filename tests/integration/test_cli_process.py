@@ -159,3 +159,21 @@ def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_top_level_help_lists_the_run_flags() -> None:
+    out = run_cli("--help").stdout
+    for flag in ("--mqtt-port", "--amqp-port", "--ws-port", "--http-port", "--config"):
+        assert flag in out
+
+
+def test_mapping_rules_are_refused_not_ignored(tmp_path: Path) -> None:
+    rules = tmp_path / "mappings"
+    rules.mkdir()
+    (rules / "plant.toml").write_text("[[rule]]\n")
+    result = run_cli("run", "--mappings", str(rules))
+    assert result.returncode == 2
+    assert "plant.toml: mapping rules are not supported" in result.stderr
+    missing = run_cli("run", "--mappings", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert "expected a directory" in missing.stderr

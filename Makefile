@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JS     := tests/interop/js
 
-.PHONY: run test lint typecheck unit integration interop bench clean
+.PHONY: run test lint typecheck unit integration interop bench clean java-peer
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ $(JS)/node_modules/.installed: $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+java-peer:
+	bash tests/interop/java/install-peer.sh
+
 run: $(STAMP)
 	$(BIN)/gateway run
 
@@ -27,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) $(JS)/node_modules/.installed lint typecheck
+test: $(STAMP) $(JS)/node_modules/.installed java-peer lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)

@@ -89,14 +89,23 @@ def _read_flags(raw: bytes) -> tuple[int, int]:
     return flags & _KNOWN_FLAGS, pos
 
 
+# What most publishers send: no properties, or only a delivery mode. Looked up by the raw
+# octets before any parsing.
+_COMMON_PEEKS: Final[dict[bytes, tuple[int | None, str | None]]] = {
+    EMPTY_PROPERTIES_RAW: (None, None),
+    **{_U16.pack(DELIVERY_MODE) + bytes((mode,)): (mode, None) for mode in range(256)},
+}
+
+
 def peek_delivery_mode_expiration(raw: bytes) -> tuple[int | None, str | None]:
     """``(delivery_mode, expiration)`` from raw properties, checking the layout as it goes.
 
     Walks every present property by its length prefix; the headers table is skipped, not
     decoded. Raises 502 SYNTAX_ERROR when a length runs past the end or octets are left over.
     """
-    if raw == EMPTY_PROPERTIES_RAW:
-        return None, None
+    common = _COMMON_PEEKS.get(raw)
+    if common is not None:
+        return common
     flags, pos = _read_flags(raw)
     size = len(raw)
     delivery_mode: int | None = None

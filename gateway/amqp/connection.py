@@ -220,8 +220,20 @@ class AMQPConnection:
 
     def _pump(self, events: list[Event]) -> None:
         decoder = self._decoder
-        while self.state not in _NOT_READING:
+        channels = self._channels
+        while True:
+            state = self.state
+            # OPEN first: hashing an Enum member for the set lookup runs Python code.
+            if state is not ConnectionState.OPEN and state in _NOT_READING:
+                return
             try:
+                if state is ConnectionState.OPEN:
+                    # A whole publish in one go; anything else frame by frame.
+                    content = decoder.next_publish()
+                    if content is not None:
+                        channel, method, properties, body = content
+                        channels.on_content(channel, method, properties, body, events)
+                        continue
                 frame = decoder.next_frame()
                 if frame is None:
                     return

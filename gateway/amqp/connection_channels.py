@@ -162,6 +162,26 @@ class ChannelTable:
         elif not isinstance(method, Channel.FlowOk):
             raise CommandInvalid(f"unexpected {method.name}", *method_ids(method))
 
+    def on_content(
+        self, number: int, method: Method, properties: bytes, body: bytes, events: list[Event]
+    ) -> None:
+        """A content method with its header and whole body, read in one pass
+        (:meth:`~gateway.amqp.frames.FrameDecoder.next_publish`): the outcome is that of
+        :meth:`on_method`, :meth:`on_header` and :meth:`on_body` in turn."""
+        ch = self._channels.get(number)
+        if ch is None or ch.method is not None or ch.close_reason is not None:
+            # Not open, content already pending (both raise) or closing (all discarded).
+            self.on_method(number, method, events)
+            return
+        if len(body) > self._max_body_size:
+            ch.method = method
+            ch.header_expected = True
+            raise FrameError(
+                f"content body size {len(body)} exceeds maximum allowed size {self._max_body_size}",
+                *method_ids(method),
+            )
+        events.append(ContentReceived(number, method, properties, body))
+
     def on_header(self, number: int, header: ContentHeader, events: list[Event]) -> None:
         ch = self._content_channel(number)
         if ch is None:

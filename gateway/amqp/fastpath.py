@@ -28,7 +28,6 @@ from gateway.amqp.spec import (
 )
 
 _FRAME_HEAD = struct.Struct(">BHI")
-_SHORT = struct.Struct(">H")
 _ACK_ARGS = struct.Struct(">QB")
 _CONTENT_HEADER = struct.Struct(">HHQ")
 
@@ -85,8 +84,7 @@ def _syntax(method: str, what: str, method_id: int) -> AMQPSyntaxError:
     return AMQPSyntaxError(f"malformed {method}: {what}", CLASS_BASIC, method_id)
 
 
-def decode_basic_publish(buf: bytes | bytearray, start: int, end: int) -> BasicPublish:
-    """Decode Basic.Publish arguments found in ``buf[start:end]`` (after class and method id)."""
+def _decode_publish_args(buf: bytes | bytearray, start: int, end: int) -> BasicPublish:
     try:
         pos = start + 2  # reserved-1 (ticket), ignored as RabbitMQ does
         length = buf[pos]
@@ -107,6 +105,25 @@ def decode_basic_publish(buf: bytes | bytearray, start: int, end: int) -> BasicP
         # Also catches a string whose length ran past the frame (the slice came up short).
         raise _syntax("basic.publish", "argument lengths do not match the frame", BASIC_PUBLISH)
     return BasicPublish(exchange, routing_key, bool(bits & 1), bool(bits & 2))
+
+
+# Publishers repeat the same few (exchange, routing key, flags): decoded methods by their
+# argument octets, so a publish costs a dict lookup instead of two decodes and an object.
+# Sharing is safe because BasicPublish is frozen. Cleared when full, which only costs misses.
+_PUBLISH_CACHE: dict[bytes, BasicPublish] = {}
+_PUBLISH_CACHE_MAX: Final = 1024
+
+
+def decode_basic_publish(buf: bytes | bytearray, start: int, end: int) -> BasicPublish:
+    """Decode Basic.Publish arguments found in ``buf[start:end]`` (after class and method id)."""
+    key = bytes(buf[start:end])
+    method = _PUBLISH_CACHE.get(key)
+    if method is None:
+        method = _decode_publish_args(key, 0, len(key))
+        if len(_PUBLISH_CACHE) >= _PUBLISH_CACHE_MAX:
+            _PUBLISH_CACHE.clear()
+        _PUBLISH_CACHE[key] = method
+    return method
 
 
 def _ack_args(
@@ -131,18 +148,6 @@ def decode_basic_nack(buf: bytes | bytearray, start: int, end: int) -> BasicNack
 def decode_basic_reject(buf: bytes | bytearray, start: int, end: int) -> BasicReject:
     tag, bits = _ack_args(buf, start, end, "basic.reject", BASIC_REJECT)
     return BasicReject(tag, bool(bits & 1))
-
-
-def _method_frame(channel: int, method_id: int, args: bytes) -> bytes:
-    return b"".join(
-        (
-            _FRAME_HEAD.pack(FRAME_METHOD, channel, 4 + len(args)),
-            _SHORT.pack(CLASS_BASIC),
-            _SHORT.pack(method_id),
-            args,
-            FRAME_END_BYTE,
-        )
-    )
 
 
 _ACK_FRAME = struct.Struct(">BHIHHQBB")
@@ -189,11 +194,26 @@ def decode_content_header(buf: bytes | bytearray, start: int, end: int) -> Conte
     )
 
 
-def _shortstr(value: str) -> bytes:
+def _encode_shortstr(value: str) -> bytes:
     raw = value.encode()
     if len(raw) > 255:
         raise ValueError(f"short string longer than 255 octets: {value[:40]!r}...")
     return bytes((len(raw),)) + raw
+
+
+# Consumer tags, exchange names and routing keys recur on every delivery: encode each once.
+_SHORTSTRS: dict[str, bytes] = {}
+_SHORTSTRS_MAX: Final = 4096
+
+
+def _shortstr(value: str) -> bytes:
+    raw = _SHORTSTRS.get(value)
+    if raw is None:
+        raw = _encode_shortstr(value)
+        if len(_SHORTSTRS) >= _SHORTSTRS_MAX:
+            _SHORTSTRS.clear()
+        _SHORTSTRS[value] = raw
+    return raw
 
 
 def encode_content_header(
@@ -244,6 +264,20 @@ def encode_content(
     return b"".join((head, *encode_body_frames(channel, body, frame_max)))
 
 
+# Basic.Deliver up to the consumer tag: frame head, class and method id.
+_DELIVER_HEAD = struct.Struct(">BHIHH")
+# After the consumer tag: delivery tag and redelivered.
+_DELIVER_TAG = struct.Struct(">QB")
+# After the routing key: the method frame's end, then the content header frame up to the
+# property flags (frame head, class, weight, body size).
+_DELIVER_HEADER = struct.Struct(">BBHIHHQ")
+# After the properties: the header frame's end, then a body frame's head.
+_DELIVER_BODY = struct.Struct(">BBHI")
+_FRAME_END: Final = 0xCE
+# Method arguments around the three short strings: delivery tag, redelivered, class and id.
+_DELIVER_FIXED: Final = 4 + _DELIVER_TAG.size
+
+
 def _deliver_method(
     channel: int,
     consumer_tag: str,
@@ -252,15 +286,20 @@ def _deliver_method(
     exchange: str,
     routing_key: str,
 ) -> bytes:
-    args = b"".join(
+    tag = _shortstr(consumer_tag)
+    names = _shortstr(exchange) + _shortstr(routing_key)
+    return b"".join(
         (
-            _shortstr(consumer_tag),
-            struct.pack(">QB", delivery_tag, 1 if redelivered else 0),
-            _shortstr(exchange),
-            _shortstr(routing_key),
+            _DELIVER_HEAD.pack(
+                FRAME_METHOD, channel, _DELIVER_FIXED + len(tag) + len(names), CLASS_BASIC,
+                BASIC_DELIVER,
+            ),
+            tag,
+            _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
+            names,
+            FRAME_END_BYTE,
         )
-    )
-    return _method_frame(channel, BASIC_DELIVER, args)
+    )  # fmt: skip
 
 
 def encode_deliver(
@@ -275,10 +314,36 @@ def encode_deliver(
     frame_max: int,
 ) -> bytes:
     """Basic.Deliver, its content header and body frames as one bytes object."""
-    method = _deliver_method(
-        channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key
-    )
-    return method + encode_content(channel, properties, body, frame_max)
+    size = len(body)
+    if not size or (frame_max and size > frame_max - FRAME_OVERHEAD):
+        method = _deliver_method(
+            channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key
+        )
+        return method + encode_content(channel, properties, body, frame_max)
+    # The common case, a body in one frame: every frame in one join.
+    tag = _shortstr(consumer_tag)
+    ex = _shortstr(exchange)
+    key = _shortstr(routing_key)
+    return b"".join(
+        (
+            _DELIVER_HEAD.pack(
+                FRAME_METHOD, channel, _DELIVER_FIXED + len(tag) + len(ex) + len(key),
+                CLASS_BASIC, BASIC_DELIVER,
+            ),
+            tag,
+            _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
+            ex,
+            key,
+            _DELIVER_HEADER.pack(
+                _FRAME_END, FRAME_HEADER, channel, _CONTENT_HEADER.size + len(properties),
+                CLASS_BASIC, 0, size,
+            ),
+            properties,
+            _DELIVER_BODY.pack(_FRAME_END, FRAME_BODY, channel, size),
+            body,
+            FRAME_END_BYTE,
+        )
+    )  # fmt: skip
 
 
 def encode_deliver_chunks(

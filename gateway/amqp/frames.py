@@ -18,6 +18,7 @@ from pamqp import exceptions as pamqp_exceptions
 from pamqp import frame as pamqp_frame
 
 from gateway.amqp.fastpath import (
+    BasicPublish,
     ContentHeader,
     FastMethod,
     decode_basic_ack,
@@ -43,6 +44,7 @@ from gateway.amqp.spec import (
     FRAME_METHOD,
     FRAME_MIN_SIZE,
     PROTOCOL_HEADER,
+    AMQPError,
     AMQPSyntaxError,
     FrameError,
     NotImplemented_,
@@ -52,6 +54,12 @@ Method = base.Frame | FastMethod
 
 _FRAME_HEAD = struct.Struct(">BHI")
 _METHOD_ID = struct.Struct(">HH")
+# A method frame's head with its class and method id.
+_METHOD_HEAD = struct.Struct(">BHIHH")
+# A content header frame's head with its class, weight and body size.
+_HEADER_HEAD = struct.Struct(">BHIHHQ")
+_PUBLISH_HEAD_SIZE: Final = _METHOD_HEAD.size
+_HEADER_HEAD_SIZE: Final = _HEADER_HEAD.size
 
 # Methods followed by a content header and body frames (RabbitMQ's method_has_content).
 CONTENT_METHODS: Final = frozenset(
@@ -281,6 +289,83 @@ class FrameDecoder:
                 raise FrameError(f"heartbeat frame with a {size}-octet payload")
             return HeartbeatFrame(channel)
         raise FrameError(f"unknown frame type {kind}")
+
+    def next_publish(self) -> tuple[int, BasicPublish, bytes, bytes] | None:
+        """``(channel, method, properties, body)`` of the Basic.Publish that comes next, with
+        its content header and body decoded in one pass, or None with nothing consumed.
+
+        Only the common shape qualifies: the three frames (two for an empty body) all
+        buffered, on one channel, within ``frame_max``, well formed, the body in one frame.
+        Anything else, including every kind of error, is left to :meth:`next_frame`, which
+        gives the same result frame by frame.
+        """
+        buf = self._buf
+        pos = self._pos
+        buffered = len(buf)
+        # Method frame head, class and method id, plus at least a header frame's head.
+        if buffered - pos < _PUBLISH_HEAD_SIZE + _HEADER_HEAD_SIZE or self._want_header:
+            return None
+        kind, channel, size, class_id, method_id = _METHOD_HEAD.unpack_from(buf, pos)
+        if kind != FRAME_METHOD or class_id != CLASS_BASIC or method_id != BASIC_PUBLISH:
+            return None
+        frame_max = self.frame_max or 0xFFFFFFFF
+        start = pos + FRAME_HEADER_SIZE
+        end = start + size
+        if (
+            size > frame_max
+            or not channel
+            or end + 1 + _HEADER_HEAD_SIZE > buffered
+            or buf[end] != FRAME_END
+            or self.broken is not None
+        ):
+            return None
+        head = end + 1
+        kind, header_channel, size, class_id, weight, body_size = _HEADER_HEAD.unpack_from(
+            buf, head
+        )
+        props_end = head + FRAME_HEADER_SIZE + size
+        if (
+            kind != FRAME_HEADER
+            or header_channel != channel
+            or size > frame_max
+            or size < _HEADER_HEAD_SIZE - FRAME_HEADER_SIZE
+            or class_id != CLASS_BASIC
+            or weight
+            or props_end >= buffered
+            or buf[props_end] != FRAME_END
+        ):
+            return None
+        if body_size:
+            body_start = props_end + 1 + FRAME_HEADER_SIZE
+            if body_start > buffered:
+                return None
+            kind, body_channel, size = _FRAME_HEAD.unpack_from(buf, props_end + 1)
+            new_pos = body_start + size
+            if (
+                kind != FRAME_BODY
+                or body_channel != channel
+                or size != body_size
+                or size > frame_max
+                or new_pos >= buffered
+                or buf[new_pos] != FRAME_END
+            ):
+                return None
+            body = bytes(buf[body_start:new_pos])
+        else:
+            body = b""
+            new_pos = props_end
+        try:
+            method = decode_basic_publish(buf, start + _METHOD_ID.size, end)
+        except AMQPError:
+            return None
+        properties = bytes(buf[head + _HEADER_HEAD_SIZE : props_end])
+        new_pos += 1
+        if new_pos == buffered:
+            self._buf = b""
+            self._pos = 0
+        else:
+            self._pos = new_pos
+        return channel, method, properties, body
 
     def _consume(self, new_pos: int) -> None:
         if new_pos >= len(self._buf):

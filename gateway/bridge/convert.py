@@ -207,6 +207,23 @@ def _user_properties(headers: dict[str, object]) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+# Raw AMQP properties that carry no more than a delivery mode, to the MQTT QoS they give: such
+# a message has no MQTT 5 properties, so its view needs no property decoding at all.
+_PLAIN_RAW_QOS: dict[bytes, int] = {
+    b"\x00\x00": 0,
+    **{b"\x10\x00" + bytes((mode,)): 1 if mode == 2 else 0 for mode in range(256)},
+}
+# Views of such messages by (translator, routing key, QoS), shared by every message that
+# maps to the same one (MqttView is frozen); cleared when full, which only costs misses.
+_PLAIN_VIEWS: dict[tuple[TopicTranslator, str, int], MqttView] = {}
+_PLAIN_VIEWS_MAX = 4096
+# Annotation under which the view of any other AMQP-origin message is kept, so a fan-out to
+# many subscribers computes it once: (message id, translator, properties, view). The id and
+# the properties object guard against copies (dead-lettering copies annotations to a new
+# message) and against properties replaced after the view was made.
+_A_VIEW = "bridge.mqtt_view"
+
+
 def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
     """MQTT topic, QoS, retain and MQTT 5 properties of any core message."""
     annotations = message.annotations
@@ -223,6 +240,38 @@ def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
         return MqttView(
             topic, qos, bool(annotations.get(A_RETAIN)), props, props.message_expiry_interval
         )
+    raw = message.raw_properties
+    plain_qos = None if raw is None else _PLAIN_RAW_QOS.get(raw)
+    if plain_qos is not None and message.expiration_ms is None:
+        key = (translator, message.routing_key, plain_qos)
+        view = _PLAIN_VIEWS.get(key)
+        if view is None:
+            view = MqttView(
+                translator.routing_key_to_topic(message.routing_key),
+                plain_qos,
+                False,
+                EMPTY_PROPERTIES,
+                None,
+            )
+            if len(_PLAIN_VIEWS) >= _PLAIN_VIEWS_MAX:
+                _PLAIN_VIEWS.clear()
+            _PLAIN_VIEWS[key] = view
+        return view
+    cached = annotations.get(_A_VIEW)
+    if (
+        isinstance(cached, tuple)
+        and cached[0] == message.id
+        and cached[1] is translator
+        and cached[2] is message.properties
+    ):
+        hit: MqttView = cached[3]
+        return hit
+    view = _amqp_view(message, translator)
+    annotations[_A_VIEW] = (message.id, translator, message.properties, view)
+    return view
+
+
+def _amqp_view(message: Message, translator: TopicTranslator) -> MqttView:
     amqp = message.properties
     headers = amqp.headers or {}
     content_type = amqp.content_type

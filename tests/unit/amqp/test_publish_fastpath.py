@@ -1,0 +1,170 @@
+"""The one-pass publish decoder against the frame-by-frame path it short-cuts.
+
+Fed one octet at a time, the connection never holds a whole publish, so it takes the
+frame-by-frame path; fed all at once, every well-formed publish takes
+:meth:`FrameDecoder.next_publish`. Both must give the same events and the same output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pamqp import commands
+
+from gateway.amqp.connection import AMQPConnection
+from gateway.amqp.connection_events import ContentReceived, Event, HardErrorRaised
+from gateway.amqp.fastpath import BasicPublish
+from gateway.amqp.frames import FrameDecoder
+from gateway.amqp.spec import FRAME_ERROR, UNEXPECTED_FRAME
+
+from .helpers import HEARTBEAT, Peer, accept_guest, content, method, publish
+
+SETTINGS = settings(max_examples=200, deadline=None)
+FRAME_MAX = 4096
+
+
+def _opened(max_body_size: int = 3000) -> Peer:
+    peer = Peer(AMQPConnection(authenticate=accept_guest, max_body_size=max_body_size))
+    peer.handshake(frame_max=FRAME_MAX)
+    peer.open_channel(1)
+    peer.open_channel(2)
+    return peer
+
+
+def _corrupt(frames: bytes, offset: int, value: int) -> bytes:
+    data = bytearray(frames)
+    data[offset % len(data)] = value
+    return bytes(data)
+
+
+_names = st.sampled_from(["", "amq.topic", "ex"])
+_keys = st.sampled_from(["", "a.b", "q", "k" * 200])
+_properties = st.sampled_from(
+    [
+        None,
+        commands.Basic.Properties(delivery_mode=2),
+        commands.Basic.Properties(content_type="text/plain", headers={"a": 1}),
+    ]
+)
+
+
+@st.composite
+def _pieces(draw: st.DrawFn) -> bytes:
+    kind = draw(st.sampled_from(["publish", "publish", "publish", "ack", "beat", "other"]))
+    channel = draw(st.sampled_from([1, 1, 2, 3]))  # channel 3 is never opened
+    if kind == "ack":
+        return method(channel, commands.Basic.Ack(delivery_tag=draw(st.integers(0, 9))))
+    if kind == "beat":
+        return HEARTBEAT
+    if kind == "other":
+        return method(channel, commands.Channel.Close(200, "bye", 0, 0))
+    # Empty, small, up to one full frame, and spanning several frames.
+    size = draw(st.sampled_from([0, 1, 7, 2999, 3001, FRAME_MAX - 8, FRAME_MAX - 7, 9000]))
+    body = bytes((draw(st.integers(0, 255)),)) * size
+    whole = method(
+        channel,
+        commands.Basic.Publish(
+            exchange=draw(_names), routing_key=draw(_keys), mandatory=draw(st.booleans())
+        ),
+    ) + content(channel, body, draw(_properties), FRAME_MAX)
+    if draw(st.integers(0, 4)) == 0:
+        # A damaged octet: frame types, channels, sizes, class ids, weight, names, frame ends.
+        offset = draw(st.one_of(st.integers(0, 80), st.integers(0, 10_000)))
+        whole = _corrupt(whole, offset, draw(st.sampled_from([0, 1, 2, 3, 0xCE, 0xFF])))
+    return whole
+
+
+def _normal(events: list[Event]) -> list[Any]:
+    # Exceptions compare by identity: compare what the peer is told instead.
+    return [
+        (type(e.error), e.error.code, e.error.reply_text, e.error.class_id, e.error.method_id)
+        if isinstance(e, HardErrorRaised)
+        else e
+        for e in events
+    ]
+
+
+@SETTINGS
+@given(st.lists(_pieces(), max_size=8), st.sampled_from([3000, 100_000]))
+def test_one_pass_publish_equals_frame_by_frame(pieces: list[bytes], max_body: int) -> None:
+    _same_either_way(b"".join(pieces), max_body)
+
+
+def _same_either_way(stream: bytes, max_body: int = 3000) -> None:
+    whole, split = _opened(max_body), _opened(max_body)
+    whole_events = whole.send(stream)
+    split_events: list[Event] = []
+    for i in range(len(stream)):
+        split_events += split.send(stream[i : i + 1])
+    assert _normal(whole_events) == _normal(split_events)
+    assert whole.conn.data_to_send() == split.conn.data_to_send()
+    assert whole.conn.state is split.conn.state
+
+
+def test_every_damaged_octet_of_a_publish_equals_frame_by_frame() -> None:
+    good = publish(1, b"xyz", "ex", "rk")
+    for offset in range(len(good)):
+        for value in (0, 1, 2, 3, 0x3C, 0xCE, 0xFF):
+            _same_either_way(_corrupt(good, offset, value) + publish(2, b"next"))
+
+
+def test_next_publish_takes_a_whole_publish_only() -> None:
+    data = publish(1, b"hello", "ex", "rk")
+    decoder = FrameDecoder(protocol_header=False)
+    for cut in range(len(data)):
+        decoder.append(data[:cut])
+        assert decoder.next_publish() is None
+        assert decoder.buffered == cut  # nothing consumed
+        decoder = FrameDecoder(protocol_header=False)
+    decoder.append(data + HEARTBEAT)
+    assert decoder.next_publish() == (1, BasicPublish("ex", "rk"), b"\x00\x00", b"hello")
+    assert decoder.buffered == len(HEARTBEAT)
+    assert decoder.next_publish() is None
+
+
+def test_next_publish_leaves_multi_frame_bodies_and_other_methods_alone() -> None:
+    decoder = FrameDecoder(protocol_header=False, frame_max=FRAME_MAX)
+    data = method(1, commands.Basic.Publish()) + content(1, b"x" * FRAME_MAX, None, FRAME_MAX)
+    decoder.append(data)
+    assert decoder.next_publish() is None
+    assert decoder.buffered == len(data)
+    decoder = FrameDecoder(protocol_header=False)
+    decoder.append(method(1, commands.Basic.Ack(delivery_tag=1)) + publish(1, b"x"))
+    assert decoder.next_publish() is None
+
+
+def test_next_publish_from_a_partly_consumed_growable_buffer() -> None:
+    data = publish(1, b"a") + publish(1, b"b")
+    decoder = FrameDecoder(protocol_header=False)
+    decoder.append(data[:10])
+    decoder.append(data[10:])  # the first part waited: now a bytearray
+    assert decoder.next_publish() == (1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"a")
+    assert decoder.next_publish() == (1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"b")
+    assert decoder.buffered == 0
+
+
+def test_one_pass_publish_on_a_closing_channel_is_discarded() -> None:
+    peer = _opened()
+    assert peer.conn.close_channel(1, 406, "PRECONDITION_FAILED - test")
+    peer.received()
+    assert peer.send(publish(1, b"late")) == []
+    assert peer.send(publish(2, b"on time")) == [
+        ContentReceived(2, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"on time")
+    ]
+
+
+def test_one_pass_publish_above_the_body_limit() -> None:
+    peer = _opened(max_body_size=10)
+    events = peer.send(publish(1, b"x" * 11))
+    [error] = [e.error for e in events if isinstance(e, HardErrorRaised)]
+    assert (error.code, error.class_id, error.method_id) == (FRAME_ERROR, 60, 40)
+    assert "content body size 11 exceeds maximum allowed size 10" in error.reply_text
+
+
+def test_one_pass_publish_while_content_is_pending() -> None:
+    peer = _opened()
+    events = peer.send(method(1, commands.Basic.Publish()) + publish(1, b"x"))
+    [error] = [e.error for e in events if isinstance(e, HardErrorRaised)]
+    assert error.code == UNEXPECTED_FRAME

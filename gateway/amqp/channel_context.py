@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from gateway import __version__
-from gateway.amqp.connection import SERVER_CAPABILITIES
+from gateway.amqp.connection_handshake import SERVER_CAPABILITIES
 from gateway.core.broker import Broker
 from gateway.core.message import Message
 from gateway.core.users import UserDatabase

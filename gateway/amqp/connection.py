@@ -13,8 +13,7 @@ true the shell flushes :meth:`~AMQPConnection.data_to_send` and closes the trans
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Mapping
 
 from pamqp import base
 from pamqp.commands import Connection
@@ -31,6 +30,16 @@ from gateway.amqp.connection_events import (
     LoginRequested,
     OpenRequested,
     ProtocolHeaderRejected,
+)
+from gateway.amqp.connection_handshake import (
+    HANDSHAKE_METHOD,
+    MAX_BODY_SIZE,
+    MECHANISMS,
+    NOT_READING,
+    SERVER_CAPABILITIES,
+    Authenticator,
+    negotiate,
+    shortstr_text,
 )
 from gateway.amqp.fastpath import (
     CHUNKED_BODY_THRESHOLD,
@@ -61,66 +70,9 @@ from gateway.amqp.spec import (
     PROTOCOL_HEADER,
     AMQPError,
     ChannelError,
-    NotAllowed,
     NotImplemented_,
     UnexpectedFrame,
 )
-
-# RabbitMQ's ?MAX_MSG_SIZE: a content header announcing more is a frame error.
-MAX_BODY_SIZE: Final = 512 * 1024 * 1024
-
-# What RabbitMQ 3.x/4.x announces; clients switch features on from this table.
-SERVER_CAPABILITIES: Final[Mapping[str, bool]] = {
-    "publisher_confirms": True,
-    "exchange_exchange_bindings": True,
-    "basic.nack": True,
-    "consumer_cancel_notify": True,
-    "connection.blocked": True,
-    "consumer_priorities": True,
-    "authentication_failure_close": True,
-    "per_consumer_qos": True,
-    "direct_reply_to": True,
-}
-MECHANISMS: Final = "PLAIN AMQPLAIN"
-
-
-# The one method each handshake state accepts on channel 0; anything else there is answered
-# with 504 CHANNEL_ERROR "unexpected method in connection state ...", as RabbitMQ does.
-_HANDSHAKE_METHOD: Final[dict[ConnectionState, type[base.Frame]]] = {
-    ConnectionState.STARTING: Connection.StartOk,
-    ConnectionState.TUNING: Connection.TuneOk,
-    ConnectionState.OPENING: Connection.Open,
-}
-# States in which input stays buffered until the shell answers.
-_NOT_READING: Final = frozenset(
-    {ConnectionState.AUTHENTICATING, ConnectionState.OPEN_PENDING, ConnectionState.CLOSED}
-)
-
-
-Authenticator = Callable[[str, str, str], object | None]
-
-
-def _shortstr_text(text: str) -> str:
-    """Cut a reply text to the 255 octets a short string holds, on a character boundary."""
-    data = text.encode()
-    return text if len(data) <= 255 else data[:255].decode("utf-8", "ignore")
-
-
-def _negotiate(name: str, client: int, minimum: int, server: int) -> int:
-    """RabbitMQ's tune-ok check: at least ``minimum``; at most ``server`` unless that is 0."""
-    if client and client < minimum:
-        raise NotAllowed(
-            f"negotiated {name} = {client} is lower than the minimum allowed value ({minimum})",
-            CLASS_CONNECTION,
-            30,
-        )
-    if server and (client == 0 or client > server):
-        raise NotAllowed(
-            f"negotiated {name} = {client} is higher than the maximum allowed value ({server})",
-            CLASS_CONNECTION,
-            30,
-        )
-    return client
 
 
 class AMQPConnection:
@@ -224,7 +176,7 @@ class AMQPConnection:
         while True:
             state = self.state
             # OPEN first: hashing an Enum member for the set lookup runs Python code.
-            if state is not ConnectionState.OPEN and state in _NOT_READING:
+            if state is not ConnectionState.OPEN and state in NOT_READING:
                 return
             try:
                 if state is ConnectionState.OPEN:
@@ -306,7 +258,7 @@ class AMQPConnection:
             if isinstance(method, Connection.CloseOk):
                 self._finish_close(events)
             return
-        expected = _HANDSHAKE_METHOD.get(state)
+        expected = HANDSHAKE_METHOD.get(state)
         if expected is not None and isinstance(method, expected):
             if isinstance(method, Connection.StartOk):
                 self._on_start_ok(method, events)
@@ -367,8 +319,8 @@ class AMQPConnection:
         self._finish_close(events)
 
     def _on_tune_ok(self, method: Connection.TuneOk) -> None:
-        channel_max = _negotiate("channel_max", method.channel_max, 1, self._channel_max_limit)
-        frame_max = _negotiate("frame_max", method.frame_max, FRAME_MIN_SIZE, self._frame_max_limit)
+        channel_max = negotiate("channel_max", method.channel_max, 1, self._channel_max_limit)
+        frame_max = negotiate("frame_max", method.frame_max, FRAME_MIN_SIZE, self._frame_max_limit)
         self.channel_max = channel_max or 0xFFFF
         self._channels.channel_max = self.channel_max
         self.frame_max = frame_max
@@ -497,7 +449,7 @@ class AMQPConnection:
         """connection.blocked, sent only to clients that announced the capability."""
         if not self._may_block():
             return False
-        self._write(encode_method(0, Connection.Blocked(_shortstr_text(reason))))
+        self._write(encode_method(0, Connection.Blocked(shortstr_text(reason))))
         return True
 
     def send_unblocked(self) -> bool:
@@ -528,7 +480,7 @@ class AMQPConnection:
         """Send channel.close (a soft error); the channel is gone once the client confirms."""
         if not self.is_channel_open(channel):
             return False
-        return self._channels.close(channel, code, _shortstr_text(text), class_id, method_id)
+        return self._channels.close(channel, code, shortstr_text(text), class_id, method_id)
 
     def close(
         self,
@@ -547,7 +499,7 @@ class AMQPConnection:
         if self.state is ConnectionState.AWAITING_HEADER:
             self.state = ConnectionState.CLOSED  # nothing can be said before the header
             return
-        text = _shortstr_text(text)
+        text = shortstr_text(text)
         self._write(encode_method(0, Connection.Close(code, text, class_id, method_id)))
         self._close_reason = (code, text, class_id, method_id)
         self._channels.clear()

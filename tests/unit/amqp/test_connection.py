@@ -8,7 +8,7 @@ import pytest
 from pamqp import commands
 from pamqp import encode as pamqp_encode
 
-from gateway.amqp.connection import SERVER_CAPABILITIES, AMQPConnection
+from gateway.amqp.connection import AMQPConnection
 from gateway.amqp.connection_events import (
     ChannelClosed,
     ChannelOpened,
@@ -23,6 +23,7 @@ from gateway.amqp.connection_events import (
     OpenRequested,
     ProtocolHeaderRejected,
 )
+from gateway.amqp.connection_handshake import SERVER_CAPABILITIES
 from gateway.amqp.fastpath import BasicAck, BasicPublish, encode_basic_ack
 from gateway.amqp.spec import (
     ACCESS_REFUSED,

@@ -27,6 +27,7 @@ def _node_peers_installed() -> None:
     assert shutil.which("node") is not None, "node is not installed"
     assert (JS_DIR / "node_modules" / "mqtt").is_dir(), "run `npm ci` in tests/interop/js"
 
+
 TRANSPORTS = ["tcp", "ws"]
 
 

@@ -27,6 +27,9 @@ from gateway.net import (
 
 log = structlog.get_logger("gateway.mqtt")
 
+# How long a closed connection keeps draining what the client still sends (below).
+LINGER_SECONDS = 2.0
+
 
 class MqttProtocol(MachineProtocol):
     def __init__(
@@ -40,6 +43,7 @@ class MqttProtocol(MachineProtocol):
         self.hub = hub
         self.conn: MqttConnection | None = None
         self.handler: ClientHandler | None = None
+        self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         host, _ = self._attach(transport)
@@ -117,6 +121,34 @@ class MqttProtocol(MachineProtocol):
     def _lost(self) -> None:
         if self.handler is not None:
             self.handler.connection_lost()
+
+    # -- lingering close -------------------------------------------------------------------
+
+    def _close_after_flush(self) -> None:
+        """Close after a DISCONNECT (or CONNACK refusal) without losing it to a reset.
+
+        Closing a socket that still holds unread input makes the kernel answer with RST, and
+        the client's kernel then drops what it had not read yet: the DISCONNECT and its reason
+        code. A client still sending (PUBRELs, pipelined PUBLISHes) hits this every time. So
+        half-close instead: flush, send FIN, end the session now, then read and discard until
+        the client closes too or `LINGER_SECONDS` pass. TLS cannot half-close; it closes.
+        """
+        transport = self.transport
+        if self._closing or transport is None or not transport.can_write_eof():
+            super()._close_after_flush()
+            return
+        self._closing = True
+        self.flush()
+        self._lost()  # wills, session detach: not delayed by the linger
+        transport.write_eof()
+        self._resume_reading()  # data_received discards while closing
+        self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        super().connection_lost(exc)
 
     # -- memory alarm: MQTT has no "blocked" packet, the publisher simply is not read ---------
 

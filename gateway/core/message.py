@@ -92,21 +92,27 @@ class Message:
         persistent: bool | None = None,
         expiration_ms: int | None = None,
     ) -> None:
-        if properties is None and raw_properties is not None and decode_properties is None:
-            raise ValueError("raw_properties needs decode_properties")
+        # One branch per construction form; every message of a publish passes through here.
+        if properties is None:
+            if raw_properties is not None and decode_properties is None:
+                raise ValueError("raw_properties needs decode_properties")
+            self._raw = raw_properties
+            if persistent is None:
+                persistent = False
+        else:
+            self._raw = None
+            if persistent is None:
+                persistent = properties.delivery_mode == 2
+            if expiration_ms is None and properties.expiration is not None:
+                expiration_ms = parse_expiration(properties.expiration)
         self.id: int = _next_id()
         self.exchange = exchange
         self.routing_key = routing_key
         self.body = body
         self.annotations: dict[str, object] = {} if annotations is None else annotations
         self._properties = properties
-        self._raw = raw_properties if properties is None else None
         self._decode = decode_properties
-        if persistent is None:
-            persistent = properties is not None and properties.delivery_mode == 2
         self.persistent: bool = persistent
-        if expiration_ms is None and properties is not None and properties.expiration is not None:
-            expiration_ms = parse_expiration(properties.expiration)
         self.expiration_ms: int | None = expiration_ms
 
     @property

@@ -27,6 +27,20 @@ if TYPE_CHECKING:
 _seq_of = attrgetter("seq")
 
 
+def _can_take(sub: Subscription) -> bool:
+    """``Subscription.can_take``, as a plain function: the dispatch loop calls it per message."""
+    if not sub.active:
+        return False
+    if not sub.no_ack:
+        prefetch = sub.prefetch
+        if prefetch and len(sub._unacked) >= prefetch:
+            return False
+        group = sub.credit_group
+        if group is not None and group.limit and group.unacked >= group.limit:
+            return False
+    return sub.consumer.can_accept()
+
+
 class Queue:
     is_queue: ClassVar[bool] = True
 
@@ -162,15 +176,24 @@ class Queue:
         per_message = message.expiration_ms
         if per_message is not None and (ttl is None or per_message < ttl):
             ttl = per_message
-        self._seq += 1
-        entry = QueueEntry(message, self._seq, now, None if ttl is None else now + ttl / 1000)
-        self._broker.queued_bytes += size
+        seq = self._seq = self._seq + 1
+        entry = QueueEntry(message, seq, now, None if ttl is None else now + ttl / 1000)
+        broker = self._broker
+        broker.queued_bytes += size
         if self.durable and message.persistent:
-            for observer in self._broker.observers:
+            for observer in broker.observers:
                 observer.on_enqueued(self, entry)
-        if not ready and self._subs and not self._dispatching:
+        subs = self._subs
+        if subs and not ready and not self._dispatching:
             # Nothing waiting: hand it straight to a consumer that can take it.
-            sub = self._pick()
+            if len(subs) == 1:
+                # One consumer (the common case): no round-robin scan.
+                only = subs[0]
+                sub = only if _can_take(only) else None
+                if sub is not None and not self.single_active_consumer:
+                    self._rr = 1
+            else:
+                sub = self._pick()
             if sub is not None:
                 self._dispatching = True  # publishes from inside deliver() queue up behind
                 try:
@@ -246,9 +269,21 @@ class Queue:
     def _dispatch_ready(self) -> None:
         ready = self._ready
         now: float | None = None
-        while ready and self._subs:
-            sub = self._pick()
-            if sub is None:
+        deliver = self._deliver
+        while ready:
+            subs = self._subs  # re-read: a deliver() may cancel or delete
+            if len(subs) == 1:
+                sub = subs[0]
+                if not _can_take(sub):
+                    return
+                if not self.single_active_consumer:
+                    self._rr = 1
+            elif subs:
+                picked = self._pick()
+                if picked is None:
+                    return
+                sub = picked
+            else:
                 return
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
@@ -259,13 +294,13 @@ class Queue:
                 if expires_at <= now:
                     self._expire(entry)
                     continue
-            self._deliver(sub, entry)
+            deliver(sub, entry)
 
     def _pick(self) -> Subscription | None:
         subs = self._subs
         if self.single_active_consumer:
             first = subs[0]
-            return first if first.can_take() else None
+            return first if _can_take(first) else None
         n = len(subs)
         start = self._rr if self._rr < n else 0
         for i in range(n):
@@ -273,7 +308,7 @@ class Queue:
             if idx >= n:
                 idx -= n
             sub = subs[idx]
-            if sub.can_take():
+            if _can_take(sub):
                 self._rr = idx + 1
                 return sub
         return None
@@ -283,10 +318,18 @@ class Queue:
         delivery = Delivery(self, entry, sub)
         if sub.no_ack:
             delivery.settled = True
-            self._forget(entry)
+            message = entry.message
+            self._broker.queued_bytes -= len(message.body)
+            if self.durable and message.persistent:
+                for observer in self._broker.observers:
+                    observer.on_removed(self, entry)
         else:
-            self._unacked[entry.seq] = delivery
-            sub._track(delivery)
+            seq = entry.seq
+            self._unacked[seq] = delivery
+            sub._unacked[seq] = delivery  # Subscription._track, inlined
+            group = sub.credit_group
+            if group is not None:
+                group.unacked += 1
         sub.consumer.deliver(delivery)
 
     def get(self, no_ack: bool) -> tuple[Delivery, int] | None:
@@ -320,9 +363,34 @@ class Queue:
             return False
         delivery.settled = True
         entry = delivery.entry
-        self._unacked.pop(entry.seq, None)
-        self._forget(entry)
-        self._release(delivery)
+        seq = entry.seq
+        self._unacked.pop(seq, None)
+        message = entry.message
+        broker = self._broker
+        broker.queued_bytes -= len(message.body)
+        if self.durable and message.persistent:
+            for observer in broker.observers:
+                observer.on_removed(self, entry)
+        # Subscription._release and Queue._release, inlined: this runs once per message.
+        sub = delivery.subscription
+        if sub is None:
+            return True
+        unacked = sub._unacked
+        if unacked.pop(seq, None) is None:
+            return True
+        prefetch = sub.prefetch
+        group = sub.credit_group
+        if group is not None:
+            limit = group.limit
+            if limit and group.unacked == limit:
+                group.unacked -= 1
+                group.wake()
+                if not sub.active:
+                    self.dispatch()
+                return True
+            group.unacked -= 1
+        if prefetch and len(unacked) + 1 == prefetch:
+            self.dispatch()
         return True
 
     def reject(self, delivery: Delivery, requeue: bool) -> bool:

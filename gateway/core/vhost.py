@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from gateway.core.arguments import (
     QUEUE_EQUIVALENCE_KEYS,
@@ -428,10 +428,21 @@ class VirtualHost:
             raise NotFound(f"no {self._rs('exchange', exchange)}")
         if source.internal:
             raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
-        queues = self._route(source, message)
-        if not queues:
-            return RouteResult([], [], False)
+        dests = source.route(message)
+        if source._e2e or not dests:
+            queues = self._follow(source, dests, message)
+            if not queues:
+                return RouteResult([], [], False)
+        else:
+            # No exchange bindings: all are queues (no typing.cast: it is a call per publish).
+            queues = dests  # type: ignore[assignment]
         now = self._clock()
+        if len(queues) == 1:
+            # The common case (one subscriber queue): no list building loop.
+            queue = queues[0]
+            if queue._offer(message, now):
+                return RouteResult([queue], [], True)
+            return RouteResult([], [] if queue.deleted else [queue], True)
         accepted: list[Queue] = []
         rejected: list[Queue] = []
         for queue in queues:
@@ -442,9 +453,14 @@ class VirtualHost:
         return RouteResult(accepted, rejected, True)
 
     def _route(self, source: Exchange, message: Message) -> Sequence[Queue]:
-        dests = source.route(message)
+        return self._follow(source, source.route(message), message)
+
+    def _follow(
+        self, source: Exchange, dests: Sequence[Destination], message: Message
+    ) -> Sequence[Queue]:
+        """The queues reached from ``source``'s own ``dests`` (its ``route`` result)."""
         if dests and not source._e2e:
-            return cast("Sequence[Queue]", dests)  # no exchange bindings: all are queues
+            return dests  # type: ignore[return-value]  # no exchange bindings: all are queues
         if not dests and source.alternate_exchange is None:
             return ()
         # General case: follow exchange-to-exchange bindings and alternate exchanges, each

@@ -69,13 +69,16 @@ class Queue:
         "dead_letter_exchange",
         "dead_letter_routing_key",
         "deleted",
+        "dropped",
         "durable",
+        "expired",
         "exclusive",
         "max_length",
         "max_length_bytes",
         "name",
         "overflow",
         "owner",
+        "refused",
         "single_active_consumer",
         "vhost",
     )
@@ -126,6 +129,9 @@ class Queue:
         self._dispatch_again = False
         self._sources: dict[SourceKey, Binding] = {}
         self.deleted = False
+        # What left without being consumed (metrics): dropped by drop-head, refused by
+        # reject-publish, expired by TTL.
+        self.dropped = self.refused = self.expired = 0
 
     # -- state -------------------------------------------------------------------------------
 
@@ -171,6 +177,7 @@ class Queue:
             ):
                 if self.overflow == "reject-publish-dlx":
                     self._vh._dead_letter(self, message, "maxlen")
+                self.refused += 1
                 return False
         ttl = self._ttl_ms
         per_message = message.expiration_ms
@@ -231,6 +238,7 @@ class Queue:
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             self._forget(entry)
+            self.dropped += 1
             self._vh._dead_letter(self, entry.message, "maxlen")
 
     def _insert(self, entry: QueueEntry) -> None:
@@ -468,6 +476,7 @@ class Queue:
                 observer.on_removed(self, entry)
 
     def _expire(self, entry: QueueEntry) -> None:
+        self.expired += 1
         self._forget(entry)
         self._vh._dead_letter(self, entry.message, "expired")
 

@@ -95,6 +95,9 @@ class HttpApi:
                     "messages_ready": q.message_count,
                     "messages_unacknowledged": q.unacked_count,
                     "consumers": q.consumer_count,
+                    "messages_dropped": q.dropped,
+                    "messages_refused": q.refused,
+                    "messages_expired": q.expired,
                 }
                 for vh in self.broker.vhosts()
                 for q in vh.queues()
@@ -149,12 +152,21 @@ class HttpApi:
             for q in vh.queues():
                 labels = f'vhost="{_label(vh.name)}",queue="{_label(q.name)}"'
                 lines.append(f"gateway_queue_messages_ready{{{labels}}} {q.message_count}")
-        lines.append("# HELP gateway_queue_messages_unacked Delivered, not yet acknowledged.")
-        lines.append("# TYPE gateway_queue_messages_unacked gauge")
-        for vh in self.broker.vhosts():
-            for q in vh.queues():
-                labels = f'vhost="{_label(vh.name)}",queue="{_label(q.name)}"'
-                lines.append(f"gateway_queue_messages_unacked{{{labels}}} {q.unacked_count}")
+        per_queue = (
+            ("messages_unacked", "gauge", "Delivered, not yet acknowledged.", "unacked_count"),
+            ("dropped_total", "counter", "Dropped by x-overflow drop-head (oldest first).",
+             "dropped"),
+            ("refused_total", "counter", "Refused by x-overflow reject-publish.", "refused"),
+            ("expired_total", "counter", "Expired by message or queue TTL.", "expired"),
+        )  # fmt: skip
+        for metric, kind, text, attribute in per_queue:
+            lines.append(f"# HELP gateway_queue_{metric} {text}")
+            lines.append(f"# TYPE gateway_queue_{metric} {kind}")
+            for vh in self.broker.vhosts():
+                for q in vh.queues():
+                    labels = f'vhost="{_label(vh.name)}",queue="{_label(q.name)}"'
+                    value = getattr(q, attribute)
+                    lines.append(f"gateway_queue_{metric}{{{labels}}} {value}")
         for listener, stats in self.stats.items():
             for key, value in stats().items():
                 name = f"gateway_{listener}_{key}"

@@ -35,6 +35,7 @@ def test_metrics_exposition(gateway: RunningGateway) -> None:
     assert "# TYPE gateway_queued_bytes gauge" in text
     assert "gateway_mqtt_connections " in text
     assert "gateway_amqp_connections " in text
+    assert "# TYPE gateway_queue_dropped_total counter" in text
 
 
 def test_api_requires_credentials(gateway: RunningGateway) -> None:

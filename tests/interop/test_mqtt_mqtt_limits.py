@@ -130,3 +130,22 @@ def test_shutdown_tells_v5_clients_0x8b() -> None:
         assert v5.next_disconnect().reason_code == 0x8B  # Server shutting down
         assert ws.next_disconnect().reason_code == 0x8B
         assert v311.next_disconnect().reason_code != 0  # 3.1.1: just closed
+
+
+def test_offline_session_keeps_the_newest_and_counts_what_it_dropped() -> None:
+    """max_queued_messages bounds a persistent session's queue while the client is away: the
+    oldest messages go first, and how many went is visible per queue (for /metrics)."""
+    with running_gateway(mqtt={"max_queued_messages": 3}) as gw:
+        topic = uid("offline")
+        device = Paho(gw.mqtt_port, version=V311, clean=False)
+        device.subscribe(topic, 1)
+        device.disconnect()
+        publisher = Paho(gw.mqtt_port)
+        for i in range(5):
+            publisher.publish_with_ack(topic, str(i).encode(), 1)
+        queue_name = f"mqtt-subscription-{device.client_id}"
+        dropped = gw.call(lambda: gw.gateway.broker.vhost("/").queue(queue_name).dropped)
+        assert dropped == 2
+        assert device.connect(clean=False).session_present
+        assert [m.payload for m in device.take(3)] == [b"2", b"3", b"4"]
+        device.assert_silent()

@@ -23,6 +23,8 @@ A_QOS = "mqtt.qos"
 A_RETAIN = "mqtt.retain"
 A_CLIENT = "mqtt.client_id"
 A_PROPS = "mqtt.properties"
+# The MqttView of an MQTT-origin message, built once at publish for every subscriber.
+A_VIEW = "mqtt.view"
 # On a retained copy queued for one subscriber: the subscription (filter) that asked for it.
 A_RETAINED_FOR = "mqtt.retained_for"
 
@@ -118,6 +120,9 @@ def message_from_publish(
         A_CLIENT: client_id,
     }
     if publish.properties is EMPTY_PROPERTIES:
+        annotations[A_VIEW] = MqttView(
+            publish.topic, publish.qos, publish.retain, EMPTY_PROPERTIES, None
+        )
         return Message(
             exchange,
             routing_key,
@@ -140,6 +145,9 @@ def message_from_publish(
         publish = Publish(publish.topic, publish.payload, publish.qos, publish.retain,
                           publish.dup, publish.packet_id, props)  # fmt: skip
     annotations[A_PROPS] = props
+    annotations[A_VIEW] = MqttView(
+        publish.topic, publish.qos, publish.retain, props, props.message_expiry_interval
+    )
     amqp_props, expiration_ms = _amqp_properties(publish, translator)
     return Message(
         exchange,
@@ -152,9 +160,13 @@ def message_from_publish(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MqttView:
-    """What an MQTT subscriber is sent for a core message (before per-subscriber QoS/flags)."""
+    """What an MQTT subscriber is sent for a core message (before per-subscriber QoS/flags).
+
+    Not frozen: one is built per MQTT-origin message on the hot path, and a frozen dataclass
+    costs about twice as much to construct. Treat it as immutable; views are shared.
+    """
 
     topic: str
     qos: int
@@ -233,6 +245,10 @@ def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
         or message.routing_key == translator.topic_to_routing_key(topic)
     ):
         # MQTT-origin and not re-routed under another key (dead-lettering may change it).
+        built = annotations.get(A_VIEW)
+        if built is not None:
+            assert isinstance(built, MqttView)
+            return built
         qos = annotations.get(A_QOS)
         props = annotations.get(A_PROPS, EMPTY_PROPERTIES)
         assert isinstance(qos, int)

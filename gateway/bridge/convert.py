@@ -322,6 +322,15 @@ def _amqp_view(message: Message, translator: TopicTranslator) -> MqttView:
     )
 
 
+def message_qos(message: Message) -> int:
+    """The QoS a message was published with, whichever side it came from (section 5)."""
+    qos = message.annotations.get(A_QOS)
+    if isinstance(qos, int):
+        return qos
+    props = message.properties
+    return _header_qos(props.headers, props.delivery_mode)
+
+
 def remaining_expiry(expiry_interval: int | None, enqueued_at: float, now: float) -> int | None:
     """Message Expiry Interval to send: the original minus the time spent queued, rounded up."""
     if expiry_interval is None:

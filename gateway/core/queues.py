@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, ClassVar
 
@@ -64,6 +64,7 @@ class Queue:
         "_ttl_ms",
         "_unacked",
         "_vh",
+        "admit",
         "arguments",
         "auto_delete",
         "dead_letter_exchange",
@@ -71,8 +72,8 @@ class Queue:
         "deleted",
         "dropped",
         "durable",
-        "expired",
         "exclusive",
+        "expired",
         "max_length",
         "max_length_bytes",
         "name",
@@ -132,6 +133,9 @@ class Queue:
         # What left without being consumed (metrics): dropped by drop-head, refused by
         # reject-publish, expired by TTL.
         self.dropped = self.refused = self.expired = 0
+        # Optional admission policy of the queue's owner (e.g. an offline MQTT session takes no
+        # QoS 0): a message it declines counts as delivered to this queue and dropped.
+        self.admit: Callable[[Message], bool] | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -167,6 +171,9 @@ class Queue:
     def _offer(self, message: Message, now: float) -> bool:
         if self.deleted:
             return False
+        if self.admit is not None and not self.admit(message):
+            self.dropped += 1
+            return True
         size = len(message.body)
         ready = self._ready
         if self._limited and not self._drop_head:

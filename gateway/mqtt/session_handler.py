@@ -253,6 +253,7 @@ class ClientHandler:
             session_present = True
         self.session = session
         session.attach(self)
+        hub.session_attached(session)
         hub.connections += 1
         self._counted = True
         self.will = connect.will

@@ -25,6 +25,7 @@ from gateway.bridge.convert import (
     H_RETAIN,
     MqttView,
     message_from_publish,
+    message_qos,
     mqtt_view,
 )
 from gateway.bridge.topics import RoutingKeyTooLong, TopicTranslator
@@ -79,6 +80,10 @@ class PendingWill:
     client_id: str
     will: Will
     generation: int
+
+
+def _not_qos0(message: Message) -> bool:
+    return message_qos(message) > 0
 
 
 class MqttHub:
@@ -193,9 +198,24 @@ class MqttHub:
         if not session.persistent:
             self.discard_session(session)
             return
+        self._set_offline_policy(session, offline=True)
         if session.expiry_interval < 0xFFFFFFFF:
             session.expires_at = self.clock() + session.expiry_interval
             self._schedule(session.expires_at, "expiry", session.client_id)
+
+    def _set_offline_policy(self, session: Session, *, offline: bool) -> None:
+        """While the client is away its queue takes no QoS 0 messages (as Mosquitto's
+        queue_qos0_messages false): a burst of them cannot push queued QoS 1/2 messages out."""
+        if not session.queue_declared:
+            return
+        try:
+            queue = self.vhost.queue(session.queue_name)
+        except CoreError:
+            return
+        queue.admit = _not_qos0 if offline else None
+
+    def session_attached(self, session: Session) -> None:
+        self._set_offline_policy(session, offline=False)
 
     # -- wills -------------------------------------------------------------------------------
 

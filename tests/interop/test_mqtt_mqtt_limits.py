@@ -149,3 +149,26 @@ def test_offline_session_keeps_the_newest_and_counts_what_it_dropped() -> None:
         assert device.connect(clean=False).session_present
         assert [m.payload for m in device.take(3)] == [b"2", b"3", b"4"]
         device.assert_silent()
+
+
+def test_qos0_burst_while_offline_does_not_push_out_queued_qos1() -> None:
+    """An offline persistent session queues QoS 1/2 only (Mosquitto's default): QoS 0 traffic
+    is counted as dropped instead of taking the places of QoS 1 messages."""
+    with running_gateway(mqtt={"max_queued_messages": 3}) as gw:
+        topic = uid("burst")
+        device = Paho(gw.mqtt_port, version=V311, clean=False)
+        device.subscribe(topic, 1)
+        device.disconnect()
+        publisher = Paho(gw.mqtt_port)
+        publisher.publish_with_ack(topic, b"keep-1", 1)
+        for i in range(10):
+            publisher.publish(topic, f"noise-{i}".encode(), 0)
+        publisher.publish_with_ack(topic, b"keep-2", 1)
+        queue_name = f"mqtt-subscription-{device.client_id}"
+        dropped = gw.call(lambda: gw.gateway.broker.vhost("/").queue(queue_name).dropped)
+        assert dropped == 10
+        assert device.connect(clean=False).session_present
+        assert [m.payload for m in device.take(2)] == [b"keep-1", b"keep-2"]
+        device.assert_silent()
+        publisher.publish(topic, b"online", 0)  # online again: QoS 0 flows
+        assert device.next().payload == b"online"

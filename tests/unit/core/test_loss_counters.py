@@ -20,3 +20,18 @@ def test_drop_head_refuse_and_expiry_are_counted() -> None:
     assert (head.dropped, head.refused, head.message_count) == (3, 0, 2)
     assert (refuse.dropped, refuse.refused, refuse.message_count) == (0, 4, 1)
     assert (ttl.expired, ttl.message_count) == (1, 0)
+
+
+def test_admission_policy_declines_without_refusing_the_publish() -> None:
+    _, vh, _ = make_broker()
+    vh.declare_queue("q")
+    queue = vh.queue("q")
+    queue.admit = lambda message: message.body != b"noise"
+    result = vh.publish("", msg(b"noise", routing_key="q"))
+    # Declined by policy is not a reject-publish refusal: publishers are not nacked.
+    assert (result.routed, [q.name for q in result.queues], result.rejected) == (True, ["q"], [])
+    vh.publish("", msg(b"kept", routing_key="q"))
+    assert (queue.message_count, queue.dropped) == (1, 1)
+    queue.admit = None
+    vh.publish("", msg(b"noise", routing_key="q"))
+    assert queue.message_count == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 from gateway.bridge.topics import RoutingKeyTooLong
 from gateway.core.errors import AuthenticationFailed, CoreError
@@ -78,6 +79,22 @@ class ClientHandler:
         self._counted = False
         self._aliases_out: dict[str, int] = {}
         self._alias_limit = 0
+        # What each machine event means here: one dict lookup per packet.
+        self._dispatch: dict[type[Event], Callable[[Any], None]] = {
+            Publish: self._on_publish,
+            PubAck: self._on_puback,
+            PubRec: self._on_pubrec,
+            PubRel: self._on_pubrel,
+            PubComp: self._on_pubcomp,
+            Subscribe: self._on_subscribe,
+            Unsubscribe: self._on_unsubscribe,
+            Connect: self._on_connect,
+            Disconnect: self._on_disconnect,
+            Auth: self._on_auth,
+            KeepaliveExpired: self._on_gone,
+            ConnectTimedOut: self._on_gone,
+            ProtocolViolation: self._on_gone,
+        }
 
     # -- output ------------------------------------------------------------------------------
 
@@ -129,43 +146,25 @@ class ClientHandler:
     # -- events ------------------------------------------------------------------------------
 
     def handle_events(self, events: list[Event]) -> None:
+        dispatch = self._dispatch
         for event in events:
             if self.closed:
                 return
-            kind = type(event)
-            if kind is Publish:
-                assert isinstance(event, Publish)
-                self._on_publish(event)
-            elif kind is PubAck:
-                assert isinstance(event, PubAck)
-                if self.session is not None:
-                    self.session.puback(event.packet_id)
-            elif kind is PubRec:
-                assert isinstance(event, PubRec)
-                self._on_pubrec(event)
-            elif kind is PubRel:
-                assert isinstance(event, PubRel)
-                self._on_pubrel(event)
-            elif kind is PubComp:
-                assert isinstance(event, PubComp)
-                if self.session is not None:
-                    self.session.pubcomp(event.packet_id)
-            elif kind is Subscribe:
-                assert isinstance(event, Subscribe)
-                self._on_subscribe(event)
-            elif kind is Unsubscribe:
-                assert isinstance(event, Unsubscribe)
-                self._on_unsubscribe(event)
-            elif kind is Connect:
-                assert isinstance(event, Connect)
-                self._on_connect(event)
-            elif kind is Disconnect:
-                assert isinstance(event, Disconnect)
-                self._on_disconnect(event)
-            elif kind is Auth:
-                self._fail(ReasonCode.PROTOCOL_ERROR)
-            elif kind in (KeepaliveExpired, ConnectTimedOut, ProtocolViolation):
-                self._finish()
+            dispatch[type(event)](event)
+
+    def _on_puback(self, packet: PubAck) -> None:
+        if self.session is not None:
+            self.session.puback(packet.packet_id)
+
+    def _on_pubcomp(self, packet: PubComp) -> None:
+        if self.session is not None:
+            self.session.pubcomp(packet.packet_id)
+
+    def _on_auth(self, packet: Auth) -> None:
+        self._fail(ReasonCode.PROTOCOL_ERROR)  # enhanced authentication is not offered
+
+    def _on_gone(self, event: KeepaliveExpired | ConnectTimedOut | ProtocolViolation) -> None:
+        self._finish()  # the machine already said what the protocol allows
 
     # -- CONNECT -----------------------------------------------------------------------------
 

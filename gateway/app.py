@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import structlog
 
 from gateway import __version__
@@ -83,40 +84,19 @@ class Gateway:
             ],
             default_guest=self.config.default_guest,
         )
-        m = self.config.mqtt
-        self.mqtt = MqttHub(
-            self.broker,
-            self.users,
-            MqttSettings(
-                exchange=m.exchange,
-                vhost=m.vhost,
-                topic_mode=m.topic_mode,
-                max_packet_size=m.max_packet_size,
-                max_inflight=m.max_inflight,
-                max_queued_messages=m.max_queued_messages,
-                max_connections=m.max_connections,
-                max_session_expiry=m.max_session_expiry,
-                topic_alias_maximum=m.topic_alias_maximum,
-                max_keepalive=m.max_keepalive,
-                retained_max_count=m.retained_max_count,
-                retained_max_bytes=m.retained_max_bytes,
-            ),
-            self.clock,
-        )
-        a = self.config.amqp
+        # The [mqtt] and [amqp] tables are the adapters' settings key for key, so a new
+        # config key cannot be forgotten on the way (a missing field fails at start-up).
+        mqtt_settings = MqttSettings(**msgspec.structs.asdict(self.config.mqtt))
+        self.mqtt = MqttHub(self.broker, self.users, mqtt_settings, self.clock)
         self.amqp = AmqpContext(
             self.broker,
             self.users,
             AmqpSettings(
-                channel_max=a.channel_max,
-                frame_max=a.frame_max,
-                heartbeat=a.heartbeat,
-                max_connections=a.max_connections,
-                memory_limit=self.config.memory_limit,
+                **msgspec.structs.asdict(self.config.amqp), memory_limit=self.config.memory_limit
             ),
             # AMQP publishers reach MQTT's retained store with header x-mqtt-retain.
             on_publish=self.mqtt.retain_from_amqp,
-            hooked_exchanges=frozenset({m.exchange}),
+            hooked_exchanges=frozenset({mqtt_settings.exchange}),
         )
 
     def _listener_plan(self) -> list[tuple[str, int, ServerFactory]]:

@@ -114,3 +114,22 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
 def test_disable_and_any_port() -> None:
     config = load_config(environ={}, overrides={"mqtt_port": -1, "amqp_port": 0})
     assert (config.mqtt_port, config.amqp_port) == (-1, 0)
+
+
+def test_every_mqtt_and_amqp_key_reaches_the_adapters(tmp_path: Path) -> None:
+    from gateway.app import Gateway
+
+    path = write(
+        tmp_path,
+        '[mqtt]\nmax_inflight = 7\ntopic_mode = "rabbitmq"\nretained_max_count = 9\n'
+        "[amqp]\nheartbeat = 5\nframe_max = 8192\n",
+    )
+    gateway = Gateway(load_config(path, environ={}))
+    settings = gateway.mqtt.settings
+    assert (settings.max_inflight, settings.topic_mode, settings.retained_max_count) == (
+        7,
+        "rabbitmq",
+        9,
+    )
+    assert (gateway.amqp.settings.heartbeat, gateway.amqp.settings.frame_max) == (5, 8192)
+    assert gateway.amqp.settings.memory_limit == gateway.config.memory_limit

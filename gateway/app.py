@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Gateway:
     servers: list[Server] = field(default_factory=list)
     alarm: MemoryAlarm[Any] | None = None
     _ticker: asyncio.Task[None] | None = None
+    _tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.broker = Broker(self.clock, wall_clock=time.time)
@@ -112,6 +114,15 @@ class Gateway:
             plan.append(("mqtts", config.mqtts_port, _mqtts_factory))
             plan.append(("amqps", config.amqps_port, _amqps_factory))
         return plan
+
+    def tls_context(self) -> ssl.SSLContext:
+        """One server TLS context for mqtts and amqps: the certificate is read once."""
+        if self._tls is None:
+            tls = self.config.tls
+            assert tls.certfile is not None
+            assert tls.keyfile is not None
+            self._tls = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
+        return self._tls
 
     @property
     def ports(self) -> dict[str, int]:
@@ -165,13 +176,10 @@ async def _mqtt_factory(gateway: Gateway, host: str, port: int) -> Server:
 
 
 async def _mqtts_factory(gateway: Gateway, host: str, port: int) -> Server:
-    tls = gateway.config.tls
-    assert tls.certfile is not None
-    assert tls.keyfile is not None
-    context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
     return await start_mqtt_server(
-        gateway.mqtt, host, port, name="mqtts", ssl_context=context, alarm=gateway.alarm
-    )
+        gateway.mqtt, host, port, name="mqtts", ssl_context=gateway.tls_context(),
+        alarm=gateway.alarm,
+    )  # fmt: skip
 
 
 async def _ws_factory(gateway: Gateway, host: str, port: int) -> Server:
@@ -183,13 +191,10 @@ async def _amqp_factory(gateway: Gateway, host: str, port: int) -> Server:
 
 
 async def _amqps_factory(gateway: Gateway, host: str, port: int) -> Server:
-    tls = gateway.config.tls
-    assert tls.certfile is not None
-    assert tls.keyfile is not None
-    context = make_server_ssl_context(tls.certfile, tls.keyfile, tls.cafile)
     return await start_amqp_server(
-        gateway.amqp, host, port, name="amqps", ssl_context=context, alarm=gateway.alarm
-    )
+        gateway.amqp, host, port, name="amqps", ssl_context=gateway.tls_context(),
+        alarm=gateway.alarm,
+    )  # fmt: skip
 
 
 async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:

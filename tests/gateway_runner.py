@@ -24,6 +24,9 @@ FREE_PORTS = {
     "ws_port": 0,
     "amqp_port": 0,
     "http_port": 0,
+    # Only bound when [tls] has a certificate; never the real 8883/5671 in a test.
+    "mqtts_port": 0,
+    "amqps_port": 0,
 }
 
 

@@ -477,7 +477,7 @@ def test_amqps_listener_with_tls(tmp_path: Path) -> None:
     server_cert.cert_chain_pems[0].write_to_path(str(cert))
     server_cert.private_key_pem.write_to_path(str(key))
     tls = {"certfile": str(cert), "keyfile": str(key)}
-    with running_gateway(tls=tls, amqps_port=0) as gateway:
+    with running_gateway(tls=tls) as gateway:
         context = ssl.create_default_context()
         authority.configure_trust(context)
         params = pika.ConnectionParameters(

@@ -22,8 +22,8 @@ def test_mqtts_with_paho(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     issued.cert_chain_pems[0].write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
-    with running_gateway(tls={"certfile": str(cert), "keyfile": str(key)}, mqtts_port=0) as gw:
-        assert "mqtts" in gw.ports
+    with running_gateway(tls={"certfile": str(cert), "keyfile": str(key)}) as gw:
+        assert {"mqtts", "amqps"} <= set(gw.ports)  # one TLS context serves both
         context = ssl.create_default_context()
         authority.configure_trust(context)
         received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
-from gateway.bridge.topics import TopicTranslator
+from gateway.bridge.reply import reply_topic_for_queue
+from gateway.bridge.topics import TopicTranslator, is_valid_topic_name
 from gateway.core.message import Message
 from gateway.core.message import Properties as AmqpProperties
 from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish
@@ -79,10 +82,16 @@ def _amqp_properties(
         else:
             headers[H_CORRELATION] = props.correlation_data
     if props.response_topic is not None:
-        headers[H_REPLY_TOPIC] = translator.topic_to_routing_key(props.response_topic)
+        # A header has no 255-byte limit: a long Response Topic must not refuse the request.
+        headers[H_REPLY_TOPIC] = translator.topic_to_header_key(props.response_topic)
     if props.user_properties:
+        # A field table name is a short string: a longer name rides in the list only.
         headers.update(
-            {name: value for name, value in props.user_properties if name not in _INTERNAL_HEADERS}
+            {
+                name: value
+                for name, value in props.user_properties
+                if name not in _INTERNAL_HEADERS and len(name.encode()) <= 255
+            }
         )
         headers[H_USER_PROPS] = [[name, value] for name, value in props.user_properties]
     if props.payload_format_indicator is not None:
@@ -120,9 +129,16 @@ def message_from_publish(
         A_CLIENT: client_id,
     }
     if publish.properties is EMPTY_PROPERTIES:
-        annotations[A_VIEW] = MqttView(
-            publish.topic, publish.qos, publish.retain, EMPTY_PROPERTIES, None
-        )
+        # Publishers repeat topics: one shared view per (topic, QoS, retain), not one each.
+        view_key = (publish.topic, publish.qos, publish.retain)
+        view = _PUBLISH_VIEWS.get(view_key)
+        if view is None:
+            if len(_PUBLISH_VIEWS) >= _PUBLISH_VIEWS_MAX:
+                _PUBLISH_VIEWS.clear()
+            view = _PUBLISH_VIEWS[view_key] = MqttView(
+                publish.topic, publish.qos, publish.retain, EMPTY_PROPERTIES, None
+            )
+        annotations[A_VIEW] = view
         return Message(
             exchange,
             routing_key,
@@ -176,6 +192,12 @@ class MqttView:
     expiry_interval: int | None
 
 
+# Views of MQTT-origin messages without properties, shared by topic, QoS and retain (cleared
+# when full, which only costs misses).
+_PUBLISH_VIEWS: dict[tuple[str, int, bool], MqttView] = {}
+_PUBLISH_VIEWS_MAX = 4096
+
+
 def _header_qos(headers: dict[str, object] | None, delivery_mode: int | None) -> int:
     if headers is not None:
         value = headers.get(H_QOS)
@@ -184,39 +206,97 @@ def _header_qos(headers: dict[str, object] | None, delivery_mode: int | None) ->
     return 1 if delivery_mode == 2 else 0
 
 
+def _mqtt_string(text: str) -> str | None:
+    """`text` if an MQTT UTF-8 string can carry it: well-formed (AMQP short strings that are
+    not UTF-8 decode with lone surrogates), no U+0000 [MQTT-1.5.4-2], at most 65535 bytes."""
+    if "\x00" in text:
+        return None
+    if text.isascii():  # the usual case: no encoding needed to know the size
+        return text if len(text) <= 0xFFFF else None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None
+    return text if size <= 0xFFFF else None
+
+
 def _as_text(value: object) -> str | None:
+    """An AMQP field value as MQTT text: strings and scalars as text, byte arrays when they
+    are UTF-8, timestamps in ISO 8601; void, arrays and tables have no text form (None)."""
     if isinstance(value, str):
-        return value
+        return _mqtt_string(value)
     if isinstance(value, bytes | bytearray):
         try:
-            return value.decode("utf-8")
+            return _mqtt_string(value.decode("utf-8"))
         except UnicodeDecodeError:
             return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
     return None
 
 
 def _user_properties(headers: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    """The ordered pairs of `x-mqtt-user-properties` (duplicates kept), then every other
+    header the list does not name, in header order: a worker that republishes an MQTT
+    message with headers added keeps both."""
+    found = []
+    listed: set[str] = set()
     pairs = headers.get(H_USER_PROPS)
     if isinstance(pairs, list):
-        out = []
         for pair in pairs:
             if isinstance(pair, list | tuple) and len(pair) == 2:
                 name, value = _as_text(pair[0]), _as_text(pair[1])
                 if name is not None and value is not None:
-                    out.append((name, value))
-        return tuple(out)
-    found = []
+                    found.append((name, value))
+                    listed.add(name)
     for key, raw_value in headers.items():
-        if key in _INTERNAL_HEADERS or key.startswith(("x-death", "x-first-death")):
+        if (
+            key in _INTERNAL_HEADERS
+            or key in listed
+            or key.startswith(("x-death", "x-first-death", "x-last-death"))
+        ):
             continue
-        text = _as_text(raw_value)
-        if text is not None:
-            found.append((key, text))
+        name, text = _mqtt_string(key), _as_text(raw_value)
+        if name is not None and text is not None:
+            found.append((name, text))
     return tuple(found)
+
+
+def _correlation_data(amqp: AmqpProperties, headers: dict[str, object]) -> bytes | None:
+    if amqp.correlation_id is not None:
+        # The bytes the publisher sent, even when they were not UTF-8.
+        return amqp.correlation_id.encode("utf-8", "surrogateescape")
+    raw = headers.get(H_CORRELATION)
+    if isinstance(raw, bytes | bytearray):  # AMQP byte arrays may decode as bytearray
+        data = bytes(raw)
+    elif isinstance(raw, str):
+        data = raw.encode("utf-8", "surrogateescape")
+    else:
+        return None
+    return data if len(data) <= 0xFFFF else None
+
+
+def _response_topic(
+    amqp: AmqpProperties, headers: dict[str, object], translator: TopicTranslator
+) -> str | None:
+    """`x-reply-to-topic` in MQTT form; failing that, an AMQP `reply_to` queue as its reply
+    topic (`$amqp/reply/<queue>`), which the MQTT side routes back to that queue."""
+    reply = headers.get(H_REPLY_TOPIC)
+    if isinstance(reply, bytes | bytearray):
+        reply = _as_text(reply)
+    if isinstance(reply, str):
+        topic = translator.routing_key_to_topic(reply)
+    elif amqp.reply_to:
+        topic = reply_topic_for_queue(amqp.reply_to)
+    else:
+        return None
+    if not is_valid_topic_name(topic):
+        return None
+    return _mqtt_string(topic)
 
 
 # Raw AMQP properties that carry no more than a delivery mode, to the MQTT QoS they give: such
@@ -293,15 +373,8 @@ def _amqp_view(message: Message, translator: TopicTranslator) -> MqttView:
     content_type = amqp.content_type
     if content_type is None:
         content_type = _as_text(headers.get(H_CONTENT_TYPE))
-    correlation: bytes | None = None
-    if amqp.correlation_id is not None:
-        correlation = amqp.correlation_id.encode("utf-8")
-    elif isinstance(headers.get(H_CORRELATION), bytes | bytearray | str):
-        raw = headers[H_CORRELATION]
-        # AMQP byte arrays may decode as bytearray.
-        correlation = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw).encode()
-    reply = headers.get(H_REPLY_TOPIC)
-    response_topic = translator.routing_key_to_topic(reply) if isinstance(reply, str) else None
+    else:
+        content_type = _mqtt_string(content_type)
     fmt = headers.get(H_FORMAT)
     expiry = None
     if message.expiration_ms is not None:
@@ -309,8 +382,8 @@ def _amqp_view(message: Message, translator: TopicTranslator) -> MqttView:
     props = Properties(
         payload_format_indicator=fmt if isinstance(fmt, int) and fmt in (0, 1) else None,
         content_type=content_type,
-        correlation_data=correlation,
-        response_topic=response_topic,
+        correlation_data=_correlation_data(amqp, headers),
+        response_topic=_response_topic(amqp, headers, translator),
         user_properties=_user_properties(headers) if headers else (),
     )
     return MqttView(

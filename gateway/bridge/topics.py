@@ -9,6 +9,13 @@ Two modes:
 - ``rabbitmq`` is byte-for-byte RabbitMQ's MQTT plugin: swap `/` and `.`, `+` and `*`; a `.`
   inside an MQTT level splits it (lossy), which is what migrating users already live with.
 
+Some AMQP routing keys make no valid MQTT topic name: the empty key, keys with U+0000 (legal in
+an AMQP short string, forbidden in MQTT [MQTT-4.7.3-2]) and, in rabbitmq mode, keys with `*`,
+`+` or `#`. `routing_key_to_topic` translates them anyway; callers check `is_valid_topic_name`
+and do not send such a message to MQTT subscribers (dropped and counted, never a broken
+connection). A key is at most 255 bytes and escaping at most triples it: a topic never passes
+MQTT's 65535 bytes.
+
 Translations are pure and cached per translator: the same few topics are published over and over.
 """
 
@@ -49,6 +56,11 @@ def _amqp_word_to_mqtt_level(word: str) -> str:
     return word
 
 
+def is_valid_topic_name(topic: str) -> bool:
+    """Whether a translated topic may be sent in a PUBLISH (non-empty, no wildcard, no U+0000)."""
+    return bool(topic) and "+" not in topic and "#" not in topic and "\x00" not in topic
+
+
 def _checked(key: str) -> str:
     if len(key) > MAX_ROUTING_KEY_BYTES or len(key.encode()) > MAX_ROUTING_KEY_BYTES:
         raise RoutingKeyTooLong(
@@ -72,17 +84,26 @@ class TopicTranslator:
         self._key_cache: dict[str, str] = {}
 
     def topic_to_routing_key(self, topic: str) -> str:
-        """An MQTT topic name (no wildcards) as an AMQP routing key."""
+        """An MQTT topic name (no wildcards) as an AMQP routing key; RoutingKeyTooLong past
+        255 bytes (the MQTT side answers 0x90 Topic Name invalid)."""
         key = self._topic_cache.get(topic)
         if key is None:
-            if self.mode == "rabbitmq":
-                key = _checked(topic.replace("/", "."))
-            else:
-                key = _checked(".".join([_escape_mqtt_level(lv) for lv in topic.split("/")]))
+            key = _checked(self._translate_topic(topic))
             if len(self._topic_cache) >= _CACHE_LIMIT:
                 self._topic_cache.clear()
             self._topic_cache[topic] = key
         return key
+
+    def topic_to_header_key(self, topic: str) -> str:
+        """A topic in AMQP form for a header (`x-reply-to-topic`): a header is a long string,
+        so no 255-byte limit applies; a key that long simply cannot be published to."""
+        key = self._topic_cache.get(topic)
+        return self._translate_topic(topic) if key is None else key
+
+    def _translate_topic(self, topic: str) -> str:
+        if self.mode == "rabbitmq":
+            return topic.replace("/", ".")
+        return ".".join([_escape_mqtt_level(lv) for lv in topic.split("/")])
 
     def filter_to_binding_key(self, topic_filter: str) -> str:
         """An MQTT topic filter (validated by the caller) as a topic-exchange binding key."""

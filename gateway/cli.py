@@ -1,4 +1,4 @@
-"""Command line: `gateway run`, `gateway passwd`, `gateway --version`.
+"""Command line: `gateway run`, `gateway passwd`, `gateway store check`, `gateway --version`.
 
 Every `run` flag defaults to None so that only what the user typed overrides the environment and
 the config file (flag > env > file > default, DESIGN.md section 1).
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from gateway import __version__
-from gateway.config import ConfigError, load_config, refuse_mapping_rules
+from gateway.config import ConfigError, load_config, load_mapping_rules
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -58,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, text in ports.items():
         run.add_argument(flag, type=_port, metavar="PORT", help=f"{text}; 0 = any, -1 = off")
     run.add_argument(
-        "--data-dir", metavar="DIR", help="durable state (./data; reserved: no store yet)"
+        "--data-dir", metavar="DIR", help="durable state: the store file (default ./data)"
     )
     run.add_argument(
-        "--mappings", metavar="DIR", help="topic mapping rules (./mappings; not supported yet)"
+        "--mappings", metavar="DIR", help="topic mapping rules, *.toml (default ./mappings)"
     )
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", choices=["json", "console"])
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         " (flag > env > file > default)."
     )
 
+    _add_mappings_parser(commands)
+    _add_store_parser(commands)
     passwd = commands.add_parser("passwd", help="print a password hash for the config file")
     passwd.add_argument(
         "--stdin", action="store_true", help="read the password from standard input"
@@ -98,9 +100,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     }
     try:
         config = load_config(args.config, overrides=overrides)
-        refuse_mapping_rules(config)
+        load_mapping_rules(config)  # checked before anything binds; the app loads them again
     except ConfigError as exc:
-        print(f"gateway: config error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"gateway: config error: {line}", file=sys.stderr)
         return 2
     # Imported here so `gateway --help` and `gateway passwd` stay fast.
     from gateway.app import run
@@ -125,11 +128,84 @@ def _cmd_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_mappings_parser(commands: argparse._SubParsersAction[_OneLineParser]) -> None:
+    mappings = commands.add_parser("mappings", help="check mapping rules; show where a topic goes")
+    actions = mappings.add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_OneLineParser, required=True
+    )
+    check = actions.add_parser("check", help="validate every *.toml in DIR without starting")
+    check.add_argument("directory", metavar="DIR")
+    check.add_argument("--config", metavar="FILE", help="TOML config ([mqtt] exchange, topic_mode)")
+    explain = actions.add_parser(
+        "explain", help="where a publish to TOPIC goes, what a filter binds"
+    )
+    explain.add_argument("topic", metavar="TOPIC")
+    explain.add_argument("--mappings", metavar="DIR", help="rules directory (default ./mappings)")
+    explain.add_argument(
+        "--config", metavar="FILE", help="TOML config ([mqtt] exchange, topic_mode)"
+    )
+
+
+def _cmd_mappings(args: argparse.Namespace) -> int:
+    from gateway.bridge.mapping_report import check_lines, explain_lines
+    from gateway.bridge.mappings import TopicMap
+    from gateway.bridge.topics import TopicTranslator
+
+    mappings_dir = args.directory if args.action == "check" else args.mappings
+    try:
+        config = load_config(args.config, overrides={"mappings": mappings_dir})
+        mappings = load_mapping_rules(config)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"gateway: mappings error: {line}", file=sys.stderr)
+        return 1
+    exchange = config.mqtt.exchange
+    if args.action == "check":
+        lines = check_lines(mappings, exchange)
+    else:
+        topic_map = TopicMap(TopicTranslator(config.mqtt.topic_mode), mappings, exchange=exchange)
+        lines = explain_lines(topic_map, args.topic)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _add_store_parser(commands: argparse._SubParsersAction[_OneLineParser]) -> None:
+    store = commands.add_parser("store", help="verify a data directory offline")
+    actions = store.add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_OneLineParser, required=True
+    )
+    check = actions.add_parser(
+        "check", help="schema version, integrity and counts; exit 1 on any problem"
+    )
+    check.add_argument("--data-dir", metavar="DIR", help="data directory (default ./data)")
+    check.add_argument("--config", metavar="FILE", help="TOML config (its data_dir)")
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from gateway.store.check import check_data_dir
+
+    try:
+        config = load_config(args.config, overrides={"data_dir": args.data_dir})
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"gateway: config error: {line}", file=sys.stderr)
+        return 2
+    report = check_data_dir(config.data_dir)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _cmd_run(args)
+    if args.command == "mappings":
+        return _cmd_mappings(args)
     if args.command == "passwd":
         return _cmd_passwd(args)
+    if args.command == "store":
+        return _cmd_store(args)
     build_parser().print_help()
     return 0

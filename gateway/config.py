@@ -15,6 +15,9 @@ from typing import Any, Literal, get_args
 
 import msgspec
 
+from gateway.bridge.mapping_rules import EMPTY as NO_MAPPINGS
+from gateway.bridge.mapping_rules import MappingError, MappingSet, load_directory
+
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
 TopicMode = Literal["strict", "rabbitmq"]
@@ -53,6 +56,7 @@ class MqttConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_keepalive: int = 65535
     retained_max_count: int = 100_000
     retained_max_bytes: int = 256 * 1024 * 1024
+    qos0_overflow: Literal["block", "drop"] = "block"
 
 
 class AmqpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -60,6 +64,14 @@ class AmqpConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     frame_max: int = 131_072
     heartbeat: int = 60
     max_connections: int = 100_000
+
+
+class StoreConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Resident body bytes of one durable queue past which the bodies of its committed
+    # persistent messages are paged out to the store (gateway/core/paging.py).
+    queue_memory_limit: int = 64 * 1024 * 1024
+    # Messages read back from the store at once when paged ones reach a queue's head.
+    page_batch: int = 1000
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -83,6 +95,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tls: TlsConfig = msgspec.field(default_factory=TlsConfig)
     mqtt: MqttConfig = msgspec.field(default_factory=MqttConfig)
     amqp: AmqpConfig = msgspec.field(default_factory=AmqpConfig)
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
     users: list[UserConfig] = msgspec.field(default_factory=list)
     vhosts: list[str] = msgspec.field(default_factory=lambda: ["/"])
 
@@ -174,6 +187,8 @@ def _check_values(config: Config, origin: str) -> None:
         "amqp.frame_max": config.amqp.frame_max,
         "amqp.channel_max": config.amqp.channel_max,
         "memory_limit": config.memory_limit,
+        "store.queue_memory_limit": config.store.queue_memory_limit,
+        "store.page_batch": config.store.page_batch,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -253,15 +268,14 @@ def resolve_mappings_dir(config: Config) -> Path | None:
     return default if default.is_dir() else None
 
 
-def refuse_mapping_rules(config: Config) -> None:
-    """Mapping rules (DESIGN.md section 4) are not implemented yet: rather than ignore rule
-    files a user wrote, refuse to start and say so."""
+def load_mapping_rules(config: Config) -> MappingSet:
+    """The mapping rules of `--mappings DIR` (else ./mappings when it exists), checked
+    (DESIGN.md section 4). ConfigError carries every problem, one line each, naming the file
+    and the rule."""
     directory = resolve_mappings_dir(config)
     if directory is None:
-        return
-    rules = sorted(directory.glob("*.toml"))
-    if rules:
-        raise ConfigError(
-            f"{rules[0]}: mapping rules are not supported by this version; every MQTT topic "
-            "maps to [mqtt] exchange (remove the files or the --mappings flag)"
-        )
+        return NO_MAPPINGS
+    try:
+        return load_directory(directory, config.mqtt.exchange)
+    except MappingError as exc:
+        raise ConfigError("\n".join(exc.errors)) from None

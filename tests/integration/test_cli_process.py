@@ -167,13 +167,13 @@ def test_top_level_help_lists_the_run_flags() -> None:
         assert flag in out
 
 
-def test_mapping_rules_are_refused_not_ignored(tmp_path: Path) -> None:
+def test_a_bad_mapping_rule_stops_the_start_naming_file_and_rule(tmp_path: Path) -> None:
     rules = tmp_path / "mappings"
     rules.mkdir()
     (rules / "plant.toml").write_text("[[rule]]\n")
     result = run_cli("run", "--mappings", str(rules))
     assert result.returncode == 2
-    assert "plant.toml: mapping rules are not supported" in result.stderr
+    assert "plant.toml: rule #1: name: required key missing" in result.stderr
     missing = run_cli("run", "--mappings", str(tmp_path / "nope"))
     assert missing.returncode == 2
     assert "expected a directory" in missing.stderr

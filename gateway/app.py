@@ -20,17 +20,23 @@ import msgspec
 import structlog
 
 from gateway import __version__
+from gateway.amqp.channel_consume import REPLY_TO_PREFIX
 from gateway.amqp.channel_context import AmqpContext, AmqpSettings
 from gateway.amqp.listener import start_amqp_server
-from gateway.config import Config
+from gateway.bridge.mapping_rules import MappingError
+from gateway.bridge.mappings import declare_exchanges
+from gateway.config import Config, ConfigError, load_mapping_rules
 from gateway.core.broker import Broker
+from gateway.core.message import Message
 from gateway.core.users import User, UserDatabase
 from gateway.http.server import HttpApi, HttpServer
 from gateway.log import configure_logging
 from gateway.mqtt.listener import start_mqtt_server
+from gateway.mqtt.packets import Will
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
 from gateway.mqtt.websocket import start_mqtt_ws_server
 from gateway.net import MemoryAlarm, make_server_ssl_context
+from gateway.store import Store, StoreError
 
 log = structlog.get_logger("gateway")
 
@@ -65,6 +71,7 @@ class Gateway:
     amqp: AmqpContext = field(init=False)
     servers: list[Server] = field(default_factory=list)
     alarm: MemoryAlarm[Any] | None = None
+    store: Store | None = None
     _ticker: asyncio.Task[None] | None = None
     _tls: ssl.SSLContext | None = None
 
@@ -89,7 +96,13 @@ class Gateway:
         # The [mqtt] and [amqp] tables are the adapters' settings key for key, so a new
         # config key cannot be forgotten on the way (a missing field fails at start-up).
         mqtt_settings = MqttSettings(**msgspec.structs.asdict(self.config.mqtt))
-        self.mqtt = MqttHub(self.broker, self.users, mqtt_settings, self.clock)
+        mappings = load_mapping_rules(self.config)
+        try:
+            declare_exchanges(self.broker.vhost(mqtt_settings.vhost), mappings)
+        except MappingError as exc:
+            raise ConfigError(str(exc)) from None
+        self.mqtt = MqttHub(self.broker, self.users, mqtt_settings, self.clock, mappings)
+        self.mqtt.direct_reply = self._direct_reply
         self.amqp = AmqpContext(
             self.broker,
             self.users,
@@ -98,8 +111,13 @@ class Gateway:
             ),
             # AMQP publishers reach MQTT's retained store with header x-mqtt-retain.
             on_publish=self.mqtt.retain_from_amqp,
-            hooked_exchanges=frozenset({mqtt_settings.exchange}),
+            hooked_exchanges=self.mqtt.topic_map.retain_exchanges,
         )
+
+    def _direct_reply(self, routing_key: str, message: Message) -> bool:
+        """An MQTT publish to a reply topic naming an AMQP direct reply-to consumer."""
+        channel = self.amqp.reply_channels.get(routing_key[len(REPLY_TO_PREFIX) :])
+        return channel is not None and channel.deliver_reply(message)
 
     def _listener_plan(self) -> list[tuple[str, int, ServerFactory]]:
         """(name, configured port, factory) for every listener this build provides."""
@@ -131,10 +149,10 @@ class Gateway:
     async def start(self) -> dict[str, int]:
         """Bind every enabled listener; log `gateway.ready` with the bound ports."""
         broker = self.broker
-        self.alarm = MemoryAlarm(
-            lambda: broker.queued_bytes, self.config.memory_limit, asyncio.get_running_loop()
-        )
+        loop = asyncio.get_running_loop()
+        self.alarm = MemoryAlarm(lambda: broker.queued_bytes, self.config.memory_limit, loop)
         try:
+            self._open_store(loop)
             for _name, port, factory in self._listener_plan():
                 if port < 0:
                     continue
@@ -145,6 +163,45 @@ class Gateway:
         self._ticker = asyncio.get_running_loop().create_task(self._run_broker_timers())
         log.info("gateway.ready", version=__version__, bind=self.config.bind, ports=self.ports)
         return self.ports
+
+    def _open_store(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Recover the data directory into the core, then record every durable change."""
+        started = time.perf_counter()
+        store = Store.open(self.config.data_dir)
+        hub = self.mqtt
+        try:
+            paging = self.config.store
+            store.enable_paging(self.broker, paging.queue_memory_limit, paging.page_batch)
+            counts = store.recover(self.broker)
+            retained = store.load_retained(hub.clock)
+            sessions, ended = store.load_sessions(hub.clock)
+            wills = store.load_wills(hub.clock)
+        except BaseException:
+            store.close()
+            raise
+        for problem in counts.skipped:
+            log.warning("store.recovery_skipped", problem=problem)
+        for publish, expires_at in retained:
+            hub.restore_retained(publish, expires_at)
+        for stored in sessions:
+            hub.restore_session(stored)
+        for client_id, will, due in wills:
+            hub.restore_will(client_id, Will(will.topic, will.payload, will.qos, will.retain,
+                                             will.properties), due)  # fmt: skip
+        store.attach(self.broker, loop)
+        hub.retained.listener = store.retained_listener(hub.clock)
+        hub.session_store = recorder = store.session_recorder(hub.clock)
+        hub.will_store = store.will_recorder(hub.clock)
+        for client_id in ended:
+            recorder.discarded(client_id)
+        hub.forget_sessionless_queues()  # recorded: the store attached first
+        self.store = store
+        log.info(
+            "store.recovered", path=str(store.path), exchanges=counts.exchanges,
+            queues=counts.queues, bindings=counts.bindings, messages=counts.messages,
+            retained=len(retained), sessions=len(sessions),
+            seconds=round(time.perf_counter() - started, 3),
+        )  # fmt: skip
 
     async def _run_broker_timers(self) -> None:
         """Expire messages and unused queues, end MQTT sessions, send delayed wills."""
@@ -168,6 +225,13 @@ class Gateway:
         if self.alarm is not None:
             self.alarm.close()
         self.servers.clear()
+        if self.store is not None:
+            # Clients are gone: commit what they left pending, then close the file.
+            self.mqtt.retained.listener = None
+            self.mqtt.session_store = None
+            self.mqtt.will_store = None
+            self.store.close()
+            self.store = None
         log.info("gateway.stopped")
 
 
@@ -244,5 +308,8 @@ def run(config: Config) -> int:
             runner.run(main())
         except OSError as exc:
             log.error("gateway.bind_failed", error=str(exc))
+            return 1
+        except StoreError as exc:
+            log.error("gateway.store_refused", error=str(exc))
             return 1
     return 0

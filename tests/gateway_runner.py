@@ -8,15 +8,21 @@ handling: tests stop it with the same shutdown trigger `run()` uses.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import msgspec
+
 from gateway.app import Gateway, new_event_loop
 from gateway.config import Config, load_config
 
 T = TypeVar("T")
+
+DEFAULT_DATA_DIR = Config().data_dir
 
 FREE_PORTS = {
     "bind": "127.0.0.1",
@@ -32,6 +38,12 @@ FREE_PORTS = {
 
 class RunningGateway:
     def __init__(self, config: Config) -> None:
+        # Every test gateway gets its own data directory (never ./data), removed at stop,
+        # unless the test names one (restart tests reuse theirs).
+        self._data_dir: str | None = None
+        if config.data_dir == DEFAULT_DATA_DIR:
+            self._data_dir = tempfile.mkdtemp(prefix="gateway-test-")
+            config = msgspec.structs.replace(config, data_dir=self._data_dir)
         self.config = config
         self.loop = new_event_loop()  # uvloop, as `gateway run` uses
         self.gateway = Gateway(config)
@@ -71,6 +83,9 @@ class RunningGateway:
         if self._stop is not None and self._thread.is_alive():
             self.loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
+        if self._data_dir is not None and not self._thread.is_alive():
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+            self._data_dir = None
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the gateway's loop (the core is single-threaded) and return its result."""

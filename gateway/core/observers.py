@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gateway.core.exchanges import Binding, Exchange
     from gateway.core.message import QueueEntry
     from gateway.core.queues import Queue
@@ -32,3 +34,20 @@ class BrokerObserver(Protocol):
     def on_enqueued(self, queue: Queue, entry: QueueEntry) -> None: ...
 
     def on_removed(self, queue: Queue, entry: QueueEntry) -> None: ...
+
+
+class CommitBarrier(Protocol):
+    """What adapters wait on before confirming a publish that a store recorded.
+
+    ``written`` counts the records the store has been handed; when it changes across a publish,
+    the publish touched a durable queue, and its confirm waits for ``after_commit``.
+    ``committed`` is the number of the last record on disk.
+    """
+
+    @property
+    def written(self) -> int: ...
+
+    @property
+    def committed(self) -> int: ...
+
+    def after_commit(self, written: int, callback: Callable[[], None]) -> None: ...

@@ -8,6 +8,7 @@ raise into the protocol's answer: a soft error closes the channel, a hard one th
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -67,6 +68,7 @@ class AmqpChannel:
         "consumers",
         "context",
         "credit",
+        "deferred",
         "handler",
         "last_queue",
         "next_tag",
@@ -102,6 +104,9 @@ class AmqpChannel:
         # Highest publish sequence number acked but not yet told, and the last one told.
         self.ack_pending = 0
         self.confirmed_upto = 0
+        # Confirms waiting for the store's commit, in publish order: (seq, rejected, record
+        # number to wait for, 0 for a publish queued behind them only to keep the order).
+        self.deferred: deque[tuple[int, bool, int]] = deque()
         self.tx: TxState | None = None
         # The queue the last queue.declare named (for the empty-name shortcut).
         self.last_queue: str | None = None
@@ -164,9 +169,15 @@ class AmqpChannel:
 
     # -- publisher confirms ------------------------------------------------------------------
 
-    def confirm(self, rejected: bool) -> None:
-        """Record the outcome of the next publish; acks are coalesced until the batch ends."""
+    def confirm(self, rejected: bool, wait_for: int = 0) -> None:
+        """Record the outcome of the next publish; acks are coalesced until the batch ends.
+
+        ``wait_for``: the store record number the publish's confirm waits for (0: none).
+        """
         seq = self.publish_seq = self.publish_seq + 1
+        if wait_for or self.deferred:
+            self._defer(seq, rejected, wait_for)
+            return
         if rejected:
             self.flush_confirms()
             self.conn.send_nack(self.number, seq, False, False)
@@ -175,6 +186,35 @@ class AmqpChannel:
         if not self.ack_pending:
             self.handler.confirm_dirty.append(self)
         self.ack_pending = seq
+
+    def _defer(self, seq: int, rejected: bool, wait_for: int) -> None:
+        deferred = self.deferred
+        deferred.append((seq, rejected, wait_for))
+        if len(deferred) == 1:
+            barrier = self.vhost.broker.commit_barrier
+            assert barrier is not None
+            barrier.after_commit(wait_for, self._committed)
+
+    def _committed(self) -> None:
+        """The store committed what the head of ``deferred`` waits for: confirm in order."""
+        deferred = self.deferred
+        if not self.open or not deferred:
+            return
+        barrier = self.vhost.broker.commit_barrier
+        # No barrier any more: the store closed, which commits everything first.
+        committed = barrier.committed if barrier is not None else deferred[-1][2]
+        while deferred and deferred[0][2] <= committed:
+            seq, rejected, _ = deferred.popleft()
+            if rejected:
+                self.flush_confirms()
+                self.conn.send_nack(self.number, seq, False, False)
+                self.confirmed_upto = seq
+            else:
+                self.ack_pending = seq
+        self.flush_confirms()
+        if deferred and barrier is not None:
+            barrier.after_commit(deferred[0][2], self._committed)
+        self.handler.output_ready()
 
     def flush_confirms(self) -> None:
         upto = self.ack_pending
@@ -227,6 +267,7 @@ class AmqpChannel:
             return
         self.open = False
         self.ack_pending = 0
+        self.deferred.clear()
         token = self.reply_token
         if token is not None:
             self.context.reply_channels.pop(token, None)

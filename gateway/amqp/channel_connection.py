@@ -9,6 +9,7 @@ activity wrote here), and closes the transport once ``conn.closed`` is true.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gateway.amqp.channel import AmqpChannel
 from gateway.amqp.channel_context import AmqpContext
@@ -27,7 +28,9 @@ from gateway.amqp.connection_events import (
     ProtocolHeaderRejected,
 )
 from gateway.amqp.spec import INTERNAL_ERROR, NOT_ALLOWED
+from gateway.core.consumers import Subscription
 from gateway.core.errors import AuthenticationFailed, CoreError
+from gateway.core.flow import PublisherFlow
 from gateway.core.users import User
 from gateway.core.vhost import VirtualHost
 
@@ -79,6 +82,9 @@ class AmqpConnectionHandler:
         self.torn_down = False
         self._counted = False
         self.confirm_dirty: list[AmqpChannel] = []
+        # Flow control (core/flow.py), made when a publish first reaches a backed-up queue.
+        self._flow: PublisherFlow | None = None
+        self._flow_pausing = False  # block() from flow control: no connection.blocked
 
     # -- events ------------------------------------------------------------------------------
 
@@ -86,7 +92,12 @@ class AmqpConnectionHandler:
         """Feed bytes to the machine and act on what comes out; returns the events."""
         events = self.conn.receive_data(data, self.context.clock())
         if events:
+            hits = self.context.broker.flow.hits
+            if hits:
+                hits.clear()  # reached by earlier publishes, not by this batch
             self.handle_events(events)
+            if hits:
+                self._flow_hit()
         return events
 
     def handle_events(self, events: Sequence[Event]) -> None:
@@ -172,7 +183,7 @@ class AmqpConnectionHandler:
 
     def block(self, reason: str = BLOCKED_REASON) -> None:
         """connection.blocked (to clients that announced the capability)."""
-        if not self.blocked:
+        if not self.blocked and not self._flow_pausing:
             self.blocked = True
             self.conn.send_blocked(reason)
 
@@ -180,6 +191,51 @@ class AmqpConnectionHandler:
         if self.blocked:
             self.blocked = False
             self.conn.send_unblocked()
+
+    def _flow_hit(self) -> None:
+        """This batch published into queues over high water: stop reading until they drain.
+        connection.blocked stays the memory alarm's: per-queue flow only stops reading."""
+        if self.torn_down:
+            self.context.broker.flow.hits.clear()
+            return
+        flow = self._flow
+        if flow is None:
+            # The shell's block()/unblock() (the memory alarm's hooks), found on the shell
+            # object the output callback is bound to.
+            shell: Any = getattr(self.output_ready, "__self__", None)
+            block = getattr(shell, "block", None)
+            unblock = getattr(shell, "unblock", None)
+            if not callable(block) or not callable(unblock):
+                self.context.broker.flow.hits.clear()
+                return
+            alarm = getattr(shell, "alarm", None)
+
+            def pause() -> None:
+                self._flow_pausing = True
+                try:
+                    block()
+                finally:
+                    self._flow_pausing = False
+
+            def resume() -> None:
+                if alarm is not None and alarm.alarmed:
+                    alarm.published(shell)  # the alarm resumes it when it clears
+                else:
+                    unblock()
+
+            flow = self._flow = PublisherFlow(
+                self.context.broker.flow, self, pause=pause, resume=resume,
+                subscriptions=self._subscriptions,
+            )  # fmt: skip
+        flow.after_batch()
+
+    def _subscriptions(self) -> list[Subscription]:
+        return [
+            consumer.subscription
+            for ch in self.channels.values()
+            for consumer in ch.consumers.values()
+            if consumer.subscription is not None
+        ]
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -201,6 +257,8 @@ class AmqpConnectionHandler:
         if self.torn_down:
             return
         self.torn_down = True
+        if self._flow is not None:
+            self._flow.close()
         channels = list(self.channels.values())
         self.channels.clear()
         self.confirm_dirty.clear()

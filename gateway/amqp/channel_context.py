@@ -47,9 +47,9 @@ class AmqpSettings:
 class AmqpContext:
     """Shared state of the AMQP side.
 
-    ``on_publish(exchange, message)`` runs after every successful publish to an exchange in
-    ``hooked_exchanges`` (the MQTT side uses it to store retained messages); without a hook
-    publishing pays nothing for it.
+    ``on_publish(exchange, message)`` runs after every successful publish with headers to an
+    exchange in ``hooked_exchanges`` (the MQTT side uses it to store retained messages, which
+    header ``x-mqtt-retain`` asks for); without a hook publishing pays nothing for it.
     """
 
     def __init__(

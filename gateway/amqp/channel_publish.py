@@ -22,6 +22,7 @@ from gateway.amqp.channel_consume import (
     settle,
 )
 from gateway.amqp.codec import (
+    HEADERS,
     REPLY_TO,
     USER_ID,
     decode_properties,
@@ -115,6 +116,9 @@ def route(ch: AmqpChannel, method: BasicPublish, message: Message) -> None:
     exchange = method.exchange
     routing_key = method.routing_key
     rejected = False
+    # A confirmed persistent publish that the store records is confirmed after its commit.
+    barrier = ch.vhost.broker.commit_barrier if message.persistent and ch.confirming else None
+    written = 0 if barrier is None else barrier.written
     if not exchange and routing_key.startswith(REPLY_TO_PREFIX):
         target = ch.context.reply_channels.get(routing_key[len(REPLY_TO_PREFIX) :])
         routed = target is not None and target.deliver_reply(message)
@@ -124,11 +128,18 @@ def route(ch: AmqpChannel, method: BasicPublish, message: Message) -> None:
         rejected = bool(result.rejected)
         context = ch.context
         if context.on_publish is not None and exchange in context.hooked_exchanges:
-            context.on_publish(exchange, message)
+            raw = message.raw_properties
+            # The hook reads headers only: without any, skip decoding the properties (it was
+            # 18% of the gateway's CPU in bench S5).
+            if raw is None or ((raw[0] << 8) | raw[1]) & HEADERS:
+                context.on_publish(exchange, message)
     if not routed and method.mandatory:
         send_return(ch, method, message)
     if ch.confirming:
-        ch.confirm(rejected)
+        if barrier is not None and barrier.written != written:
+            ch.confirm(rejected, barrier.written)
+        else:
+            ch.confirm(rejected)
 
 
 def send_return(ch: AmqpChannel, method: BasicPublish, message: Message) -> None:
@@ -165,6 +176,11 @@ def _transaction(ch: AmqpChannel) -> TxState:
 def tx_commit(ch: AmqpChannel, _method: Tx.Commit) -> None:
     tx = _transaction(ch)
     ch.tx = TxState()
+    # commit-ok says the transaction's persistent messages and acks are on disk: when the
+    # store recorded any, it goes after the store's commit (tx.commit is synchronous: the
+    # client sends no other synchronous method before it).
+    barrier = ch.vhost.broker.commit_barrier
+    written = 0 if barrier is None else barrier.written
     for method, message in tx.publishes:
         try:
             route(ch, method, message)
@@ -174,6 +190,15 @@ def tx_commit(ch: AmqpChannel, _method: Tx.Commit) -> None:
                 send_return(ch, method, message)
     for kind, taken in tx.acks:
         settle(kind, [delivery for _, delivery in taken])
+    if barrier is not None and barrier.written != written:
+
+        def commit_ok() -> None:
+            if ch.open:
+                ch.send(Tx.CommitOk())
+                ch.handler.output_ready()
+
+        barrier.after_commit(barrier.written, commit_ok)
+        return
     ch.send(Tx.CommitOk())
 
 

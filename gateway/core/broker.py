@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.core.errors import NotAllowed
+from gateway.core.flow import FlowControl
+from gateway.core.paging import Pager
 from gateway.core.vhost import VirtualHost
 
 if TYPE_CHECKING:
-    from gateway.core.observers import BrokerObserver
+    from gateway.core.observers import BrokerObserver, CommitBarrier
     from gateway.core.queues import Queue
 
 
@@ -29,12 +31,19 @@ class Broker:
         clock: Callable[[], float],
         *,
         wall_clock: Callable[[], float] | None = None,
+        flow: FlowControl | None = None,
     ) -> None:
         self.clock = clock
+        # Per-queue watermarks and the publishers they hold (core/flow.py).
+        self.flow = FlowControl() if flow is None else flow
         self.wall_clock = clock if wall_clock is None else wall_clock
         self.observers: list[BrokerObserver] = []
+        # Set by a store: adapters confirm what it recorded only after it commits.
+        self.commit_barrier: CommitBarrier | None = None
         # Body bytes held by all queues (ready and unacked; a message in two queues counts twice).
         self.queued_bytes = 0
+        # Pages persistent bodies of long durable queues out to a store (core/paging.py).
+        self.pager = Pager(self)
         self._vhosts: dict[str, VirtualHost] = {}
         self._timers: list[tuple[float, int, Queue]] = []
         self._timer_order = itertools.count()

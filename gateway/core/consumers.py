@@ -106,6 +106,7 @@ class Subscription:
         "no_ack",
         "owner",
         "prefetch",
+        "pushback",
         "queue",
         "tag",
     )
@@ -133,6 +134,9 @@ class Subscription:
         self.owner = owner
         self.arguments = dict(arguments)
         self.active = True
+        # Whether a backlog waiting for this consumer holds the queue's publishers (flow
+        # control, core/flow.py); change it with ``FlowControl.set_pushback``.
+        self.pushback = True
         # Unsettled deliveries by queue sequence number (insertion order = delivery order).
         self._unacked: dict[int, Delivery] = {}
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, ClassVar
 from gateway.core.arguments import QueueSettings
 from gateway.core.consumers import WAKE_GROUP, WAKE_QUEUE, CreditGroup, Delivery, Subscription
 from gateway.core.message import Message, QueueEntry
+from gateway.core.paging import PAGED
 
 if TYPE_CHECKING:
     from gateway.core.exchanges import Binding, SourceKey
+    from gateway.core.sinks import DirectConsumer
     from gateway.core.vhost import VirtualHost
 
 _seq_of = attrgetter("seq")
@@ -47,13 +49,18 @@ class Queue:
     __slots__ = (
         "_broker",
         "_clock",
+        "_direct",
         "_dispatch_again",
         "_dispatching",
         "_drop_head",
         "_exclusive_consumer",
         "_expires_s",
+        "_hw_bytes",
+        "_hw_messages",
         "_last_used",
         "_limited",
+        "_over",
+        "_page_at",
         "_ready",
         "_ready_bytes",
         "_rr",
@@ -117,6 +124,11 @@ class Queue:
         self.dead_letter_exchange = settings.dead_letter_exchange
         self.dead_letter_routing_key = settings.dead_letter_routing_key
         self.single_active_consumer = settings.single_active_consumer
+        # Direct delivery (core/sinks.py): a consumer that takes messages without an entry.
+        self._direct: DirectConsumer | None = None
+        # Flow control (core/flow.py): over the high watermark with a consumer pushing back.
+        self._over = False
+        self._hw_messages, self._hw_bytes = vhost.broker.flow.high_water(settings)
         self._ready: deque[QueueEntry] = deque()
         self._ready_bytes = 0
         self._unacked: dict[int, Delivery] = {}
@@ -136,6 +148,8 @@ class Queue:
         # Optional admission policy of the queue's owner (e.g. an offline MQTT session takes no
         # QoS 0): a message it declines counts as delivered to this queue and dropped.
         self.admit: Callable[[Message], bool] | None = None
+        # Resident body bytes past which persistent bodies are paged out (core/paging.py).
+        self._page_at = vhost.broker.pager.limit_for(self)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -171,6 +185,9 @@ class Queue:
     def _offer(self, message: Message, now: float) -> bool:
         if self.deleted:
             return False
+        direct = self._direct
+        if direct is not None and not self._ready and direct.deliver_direct(self, message):
+            return True
         if self.admit is not None and not self.admit(message):
             self.dropped += 1
             return True
@@ -223,6 +240,12 @@ class Queue:
             return True
         ready.append(entry)
         self._ready_bytes += size
+        if self._ready_bytes > self._page_at:
+            broker.pager.page_out(self)
+        if self._over:
+            broker.flow.hits[self] = None
+        elif self._subs and (len(ready) > self._hw_messages or self._ready_bytes > self._hw_bytes):
+            broker.flow.passed_high(self)
         if self._subs:
             self.dispatch()
         if self._limited:
@@ -230,6 +253,29 @@ class Queue:
         if ttl is not None:
             self._arm_timer()
         return True
+
+    def restore(self, items: Iterable[tuple[int, Message]]) -> None:
+        """Store recovery: append messages as ``(seq, message)`` in seq order, marked
+        redelivered, without telling observers (the store already has them)."""
+        now = self._clock()
+        queue_ttl = self._ttl_ms
+        ready = self._ready
+        size = 0
+        seq = self._seq
+        for seq, message in items:
+            ttl = message.expiration_ms
+            if ttl is None or (queue_ttl is not None and queue_ttl < ttl):
+                ttl = queue_ttl
+            expires_at = None if ttl is None else now + ttl / 1000
+            ready.append(QueueEntry(message, seq, now, expires_at, True))
+            size += len(message.body)
+        self._seq = max(self._seq, seq)
+        self._ready_bytes += size
+        self._broker.queued_bytes += size
+        if self._ready_bytes > self._page_at:
+            self._broker.pager.page_out(self)
+        self._arm_timer()
+        self.dispatch()
 
     def _trim(self) -> None:
         """drop-head: drop (and dead-letter) the oldest ready messages while over a limit."""
@@ -244,6 +290,8 @@ class Queue:
         ):
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
+            if entry.message is PAGED:
+                self._broker.pager.load_entry(self, entry)
             self._forget(entry)
             self.dropped += 1
             self._vh._dead_letter(self, entry.message, "maxlen")
@@ -280,6 +328,8 @@ class Queue:
         ready = self._ready
         if ready and ready[0].expires_at is not None:
             self._arm_timer()
+        if self._over:
+            self._broker.flow.drained(self)
 
     def _dispatch_ready(self) -> None:
         ready = self._ready
@@ -300,6 +350,9 @@ class Queue:
                 sub = picked
             else:
                 return
+            if ready[0].message is PAGED:
+                self._broker.pager.page_in(self)
+                continue
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             expires_at = entry.expires_at
@@ -353,6 +406,9 @@ class Queue:
         self._touch(now)
         ready = self._ready
         while ready:
+            if ready[0].message is PAGED:
+                self._broker.pager.page_in(self)
+                continue
             entry = ready.popleft()
             self._ready_bytes -= len(entry.message.body)
             if entry.expires_at is not None and entry.expires_at <= now:
@@ -367,6 +423,8 @@ class Queue:
                 self._unacked[entry.seq] = delivery
             if ready and ready[0].expires_at is not None:
                 self._arm_timer()
+            if self._over:
+                self._broker.flow.drained(self)
             return delivery, len(ready)
         return None
 
@@ -484,6 +542,8 @@ class Queue:
 
     def _expire(self, entry: QueueEntry) -> None:
         self.expired += 1
+        if entry.message is PAGED:
+            self._broker.pager.load_entry(self, entry)
         self._forget(entry)
         self._vh._dead_letter(self, entry.message, "expired")
 
@@ -497,6 +557,8 @@ class Queue:
             self._ready_bytes = 0
             for entry in entries:
                 self._forget(entry)
+        if self._over:
+            self._broker.flow.drained(self)
         return count
 
     # -- subscriptions -----------------------------------------------------------------------
@@ -523,6 +585,8 @@ class Queue:
                 return
         if requeue_unacked:
             sub.requeue_unacked()
+        if self._over:
+            self._broker.flow.consumers_changed(self)  # the one that pushed back may be gone
         if self.deleted:
             return
         if self._subs:
@@ -568,6 +632,8 @@ class Queue:
             self._expire(entry)
             if self.deleted:
                 return
+        if self._over:
+            self._broker.flow.drained(self)
         if (
             self._expires_s is not None
             and not self._subs
@@ -582,6 +648,8 @@ class Queue:
     def _destroy(self) -> tuple[int, list[Subscription], list[CreditGroup]]:
         """Drop all state for deletion; returns (ready count, cancelled subs, groups to wake)."""
         self.deleted = True
+        if self._over:
+            self._broker.flow.drained(self)
         count = len(self._ready)
         subs = self._subs
         self._subs = []

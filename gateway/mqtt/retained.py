@@ -7,7 +7,7 @@ count and total bytes are enforced at `set`; Message Expiry is honoured at looku
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -41,6 +41,9 @@ class RetainedStore(Generic[T]):
         self._root: _Node[T] = _Node()
         self.count = 0
         self.total_bytes = 0
+        # Told of every change: (topic, the new retained message or None when cleared). The
+        # store sets it to persist retained messages.
+        self.listener: Callable[[str, Retained[T] | None], None] | None = None
 
     def set(self, topic: str, value: T, size: int, expires_at: float | None = None) -> None:
         """Store or replace the retained message of `topic` (size 0 clears it, as MQTT says)."""
@@ -64,6 +67,8 @@ class RetainedStore(Generic[T]):
             )
         node.retained = Retained(topic, value, size, expires_at)
         self.count, self.total_bytes = new_count, new_bytes
+        if self.listener is not None:
+            self.listener(topic, node.retained)
 
     def get(self, topic: str, now: float) -> Retained[T] | None:
         node: _Node[T] | None = self._root
@@ -88,6 +93,8 @@ class RetainedStore(Generic[T]):
             path[-1].retained = None
             self.count -= 1
             self.total_bytes -= old.size
+            if self.listener is not None:
+                self.listener(topic, None)
         self._prune(topic)
 
     def _prune(self, topic: str) -> None:

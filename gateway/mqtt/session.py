@@ -19,19 +19,24 @@ from gateway.bridge.convert import (
     A_RETAINED_FOR,
     A_TOPIC,
     MqttView,
-    mqtt_view,
     remaining_expiry,
 )
 from gateway.core.consumers import Delivery
 from gateway.core.consumers import Subscription as CoreSubscription
+from gateway.core.errors import CoreError
+from gateway.core.sinks import set_direct
 from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_5, Properties, SubscriptionOptions
 from gateway.mqtt.topics import matches
 
 if TYPE_CHECKING:
+    from gateway.core.message import Message
+    from gateway.core.queues import Queue
     from gateway.mqtt.session_handler import ClientHandler
     from gateway.mqtt.session_hub import MqttHub
 
 _MATCH_CACHE_LIMIT = 4096
+# How management shows a session queue in direct delivery (RabbitMQ's MQTT QoS 0 queue type).
+QOS0_QUEUE_TYPE = "mqtt-qos0"
 
 
 @dataclass(slots=True)
@@ -48,6 +53,8 @@ class TopicSubscription:
     # What deliveries are matched against: the filter itself, or in rabbitmq topic mode the
     # filter as the routing key makes it (a `.` inside a level splits it there).
     match_filter: str = ""
+    # (exchange, binding key) pairs this subscription bound (mapping rules may add exchanges).
+    bindings: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.match_filter:
@@ -103,6 +110,10 @@ class Session:
         self.dropped_deliveries = 0  # too large for the client, or No Local
         self._next_packet_id = 1
         self._match_cache: dict[str, _Matches] = {}
+        # While the handler works through one read, window space freed by acks is handed to
+        # the queues once at the end (`end_batch`), not once per PUBACK.
+        self.batching = False
+        self._resume_due = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -114,14 +125,46 @@ class Session:
         self.handler = handler
         self.expires_at = None
         self.attached_at = self.hub.clock()
+        self.hub.broker.flow.set_pushback(self.core_subscriptions(), True)
+        self.update_direct()
 
     def detach(self) -> None:
         self.handler = None
+        self.update_direct()
+        # Nobody drains an offline session's queues: they must not hold publishers (they are
+        # bounded by their length limit instead).
+        self.hub.broker.flow.set_pushback(self.core_subscriptions(), False)
+
+    def core_subscriptions(self) -> list[CoreSubscription]:
+        """The core subscriptions this session consumes through (its queue, shared queues)."""
+        subs = [] if self.core is None else [self.core]
+        subs.extend(sub.core for sub in self.subscriptions.values() if sub.core is not None)
+        return subs
 
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscriptions_changed(self) -> None:
         self._match_cache.clear()
+        self.update_direct()
+        self.hub.session_changed(self)
+
+    def update_direct(self) -> None:
+        """An attached clean session whose (non-shared) subscriptions are all QoS 0 takes its
+        queue's messages directly (core/sinks.py, DESIGN.md section 5): no entry, no ack."""
+        if not self.queue_declared:
+            return
+        try:
+            queue = self.hub.vhost.queue(self.queue_name)
+        except CoreError:
+            return
+        direct = (
+            self.handler is not None
+            and not self.persistent
+            and not queue.durable
+            and all(sub.options.qos == 0 for sub in self.subscriptions.values()
+                    if sub.share_group is None)
+        )  # fmt: skip
+        set_direct(queue, self if direct else None, QOS0_QUEUE_TYPE)
 
     def _match(self, topic: str, own: bool) -> _Match | None:
         """Subscriptions (not shared ones) that this topic matches, folded into one delivery:
@@ -164,7 +207,7 @@ class Session:
         message = delivery.message
         annotations = message.annotations
         hub = self.hub
-        view: MqttView = mqtt_view(message, hub.translator)
+        view: MqttView = hub.view_of(message)
         retained_for = annotations.get(A_RETAINED_FOR)
         if retained_for is not None:
             # A retained message queued for one subscription when it was made: RETAIN stays
@@ -183,7 +226,7 @@ class Session:
                 # mode, one with `*`): sending it would break the client's connection.
                 self._drop(delivery)
                 return
-            if hub.translator.mode == "rabbitmq":
+            if hub.translator.mode == "rabbitmq" and message.exchange == hub.settings.exchange:
                 topic = hub.translator.routing_key_to_topic(message.routing_key)
             shared = self._shared_subscription(delivery)
             if shared is not None:
@@ -237,6 +280,45 @@ class Session:
             return
         self.inflight[packet_id] = out
 
+    def deliver_direct(self, queue: Queue, message: Message) -> bool:
+        """QoS 0 straight to the client (``Queue._offer``'s direct path). False for what needs
+        the queue: a paused socket (unless [mqtt] qos0_overflow is "drop"), a retained copy,
+        a routing key that needs checking, a remaining expiry to compute."""
+        handler = self.handler
+        if handler is None:
+            return False
+        if not handler.writable:
+            if self.hub.settings.qos0_overflow != "drop":
+                return False  # into the backlog, whose watermark holds the publishers
+            queue.dropped += 1
+            return True
+        annotations = message.annotations
+        if A_RETAINED_FOR in annotations:
+            return False
+        hub = self.hub
+        view: MqttView = hub.view_of(message)
+        topic = view.topic
+        if A_TOPIC not in annotations and not _valid_topic_name(topic):
+            return False  # an AMQP routing key that makes no topic name: deliver() drops it
+        if hub.translator.mode == "rabbitmq" and message.exchange == hub.settings.exchange:
+            topic = hub.translator.routing_key_to_topic(message.routing_key)
+        match = self._match(topic, annotations.get(A_CLIENT) == self.client_id)
+        if match is None:
+            self.dropped_deliveries += 1  # No Local, or a $-topic under a leading wildcard
+            return True
+        props = view.properties
+        if handler.protocol_level == MQTT_5:
+            if view.expiry_interval is not None:
+                return False
+            if match.identifiers:
+                props = _with_delivery_fields(props, match.identifiers, None)
+        else:
+            props = EMPTY_PROPERTIES
+        retain = view.retain and match.retain_as_published
+        if not handler.send_publish(view.topic, message.body, 0, retain, False, None, props):
+            self.dropped_deliveries += 1
+        return True
+
     def _drop(self, delivery: Delivery) -> None:
         self.dropped_deliveries += 1
         delivery.queue.ack(delivery)
@@ -275,12 +357,17 @@ class Session:
         out = self.inflight.get(packet_id)
         if out is None or out.qos != 2:
             return False
-        if out.delivery is not None:
-            out.delivery.queue.ack(out.delivery)
-            out.delivery = None
+        delivery = out.delivery
+        out.delivery = None
         if failed:
             # A PUBREC with a failure code ends the exchange [MQTT-4.3.3-?]: no PUBREL.
             del self.inflight[packet_id]
+        elif delivery is not None:
+            # A persistent session stores "PUBREL due" before its queue forgets the message.
+            self.hub.session_changed(self)
+        if delivery is not None:
+            delivery.queue.ack(delivery)
+        if failed:
             self.resume()
         return True
 
@@ -289,16 +376,27 @@ class Session:
         if out is None or not out.awaiting_pubcomp:
             return False
         del self.inflight[packet_id]
+        self.hub.session_changed(self)
         self.resume()
         return True
 
     def resume(self) -> None:
         """Window space or socket space came back: let the queues deliver again."""
+        if self.batching:
+            self._resume_due = True
+            return
         if self.core is not None:
             self.core.resume()
         for sub in self.subscriptions.values():
             if sub.core is not None:
                 sub.core.resume()
+
+    def end_batch(self) -> None:
+        """The read is handled: deliver into whatever window its acks opened."""
+        self.batching = False
+        if self._resume_due:
+            self._resume_due = False
+            self.resume()
 
     def requeue_inflight(self) -> None:
         """Give unsettled deliveries back to their queues (clean session end, shared subs)."""

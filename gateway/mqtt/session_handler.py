@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gateway.bridge.topics import RoutingKeyTooLong
 from gateway.core.errors import AuthenticationFailed, CoreError
+from gateway.core.flow import PublisherFlow
 from gateway.mqtt.codec_errors import InvalidTopic
 from gateway.mqtt.connection import (
     ConnectTimedOut,
@@ -45,6 +47,7 @@ from gateway.mqtt.packets import (
     Will,
 )
 from gateway.mqtt.session import Session, TopicSubscription
+from gateway.mqtt.session_flow import read_gate
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
 from gateway.mqtt.topics import parse_shared_subscription, validate_topic_filter
 
@@ -79,6 +82,16 @@ class ClientHandler:
         self._counted = False
         self._aliases_out: dict[str, int] = {}
         self._alias_limit = 0
+        # PUBACK/PUBREC waiting for the store's commit, in PUBLISH order [MQTT-4.6.0-2]:
+        # (record number to wait for, 0 for one held only to keep the order; the packet).
+        # CONNACK/SUBACK/UNSUBACK of a stored session change wait the same way, as a callable
+        # that sends them (and what must follow them).
+        self._held: deque[tuple[int, PubAck | PubRec | Callable[[], None]]] = deque()
+        # While a CONNACK waits for its commit nothing is delivered; the socket's own state.
+        self._connack_held = False
+        self._socket_writable = True
+        # Flow control (core/flow.py), made when a publish first reaches a backed-up queue.
+        self._flow: PublisherFlow | None = None
         # What each machine event means here: one dict lookup per packet.
         self._dispatch: dict[type[Event], Callable[[Any], None]] = {
             Publish: self._on_publish,
@@ -139,7 +152,8 @@ class ClientHandler:
 
     def set_writable(self, writable: bool) -> None:
         """Back-pressure from the socket: the core stops handing us messages while paused."""
-        self.writable = writable
+        self._socket_writable = writable
+        writable = self.writable = writable and not self._connack_held
         if writable and self.session is not None:
             self.session.resume()
 
@@ -147,10 +161,43 @@ class ClientHandler:
 
     def handle_events(self, events: list[Event]) -> None:
         dispatch = self._dispatch
-        for event in events:
-            if self.closed:
-                return
-            dispatch[type(event)](event)
+        hits = self.hub.broker.flow.hits
+        if hits:
+            hits.clear()  # reached by earlier publishes, not by this batch
+        session = self.session
+        if session is None:
+            for event in events:
+                if self.closed:
+                    return
+                dispatch[type(event)](event)
+        else:
+            session.batching = True
+            try:
+                for event in events:
+                    if self.closed:
+                        break
+                    dispatch[type(event)](event)
+            finally:
+                session.end_batch()
+        if hits:
+            self._flow_hit()
+
+    def _flow_hit(self) -> None:
+        """This batch published into queues over high water: stop reading until they drain."""
+        core_flow = self.hub.broker.flow
+        flow = self._flow
+        if flow is None and not self.closed:
+            gate = read_gate(self._close_transport)
+            session = self.session
+            if gate is not None and session is not None:
+                flow = self._flow = PublisherFlow(
+                    core_flow, session, pause=gate[0], resume=gate[1],
+                    subscriptions=session.core_subscriptions,
+                )  # fmt: skip
+        if flow is None or self.closed:
+            core_flow.hits.clear()  # no way to pause (WebSocket), or closing anyway
+            return
+        flow.after_batch()
 
     def _on_puback(self, packet: PubAck) -> None:
         if self.session is not None:
@@ -230,6 +277,7 @@ class ClientHandler:
             expiry = 0 if connect.clean_start else settings.max_session_expiry
         capped = min(expiry, settings.max_session_expiry)
 
+        written = self._written()
         old = hub.sessions.get(client_id)
         if old is not None and old.handler is not None:
             old.handler.taken_over()
@@ -274,10 +322,26 @@ class ClientHandler:
                     else None
                 ),
             )
-        self.send(ConnAck(session_present, _SUCCESS, props))
-        if session_present:
-            self._resend_inflight(session)
-            session.resume()
+        connack = ConnAck(session_present, _SUCCESS, props)
+        wait_for = self._written_since(written)
+        if not wait_for:
+            self.send(connack)
+            if session_present:
+                self._resend_inflight(session)
+                session.resume()
+            return
+        # A stored session change: CONNACK after its commit, and nothing delivered before.
+        self._connack_held = True
+        self.writable = False
+
+        def connack_committed() -> None:
+            self._connack_held = False
+            self.send(connack)
+            if session_present:
+                self._resend_inflight(session)
+            self.set_writable(self._socket_writable)
+
+        self._ack(connack_committed, wait_for)
 
     def _resend_inflight(self, session: Session) -> None:
         for out in list(session.inflight.values()):
@@ -305,7 +369,7 @@ class ClientHandler:
         if qos == 2:
             inbound = session.inbound_qos2
             if packet_id in inbound:
-                self.send(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
+                self._ack(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
                 return
             if self.protocol_level == MQTT_5 and len(inbound) >= self.hub.settings.max_inflight:
                 # More unfinished QoS 2 exchanges than the Receive Maximum we advertised (3.3.4).
@@ -321,6 +385,9 @@ class ClientHandler:
                     "payload is not valid UTF-8 (Payload Format Indicator 1)",
                 )
                 return
+        # QoS 1/2 messages are persistent: one the store records is acked after its commit.
+        barrier = self.hub.broker.commit_barrier if qos else None
+        written = 0 if barrier is None else barrier.written
         try:
             result = self.hub.route_publish(publish, self.client_id)
         except PublishRefused as exc:
@@ -343,11 +410,58 @@ class ClientHandler:
         if self.protocol_level != MQTT_5:
             code = _SUCCESS
         assert packet_id is not None
-        if qos == 1:
-            self.send(PubAck(packet_id, code))
-        else:
+        if qos == 2:
             session.inbound_qos2.add(packet_id)
-            self.send(PubRec(packet_id, code))
+            self.hub.session_changed(session)  # a persistent session stores the id first
+        wait_for = 0
+        if barrier is not None and barrier.written != written:
+            wait_for = barrier.written
+        if qos == 1:
+            self._ack(PubAck(packet_id, code), wait_for)
+        else:
+            self._ack(PubRec(packet_id, code), wait_for)
+
+    def _ack(self, packet: PubAck | PubRec | Callable[[], None], wait_for: int = 0) -> None:
+        """Send now, or hold until the store commits record ``wait_for`` (and whatever is
+        held before it)."""
+        held = self._held
+        if not wait_for and not held:
+            if callable(packet):
+                packet()
+            else:
+                self.send(packet)
+            return
+        held.append((wait_for, packet))
+        if len(held) == 1:
+            barrier = self.hub.broker.commit_barrier
+            assert barrier is not None
+            barrier.after_commit(wait_for, self._committed)
+
+    def _committed(self) -> None:
+        held = self._held
+        if self.closed or not held:
+            return
+        barrier = self.hub.broker.commit_barrier
+        # No barrier any more: the store closed, which commits everything first.
+        committed = barrier.committed if barrier is not None else held[-1][0]
+        while held and held[0][0] <= committed and not self.closed:
+            item = held.popleft()[1]
+            if callable(item):
+                item()
+            else:
+                self.conn.send(item)
+        self._on_output()
+        if held and barrier is not None:
+            barrier.after_commit(held[0][0], self._committed)
+
+    def _written(self) -> int:
+        barrier = self.hub.broker.commit_barrier
+        return 0 if barrier is None else barrier.written
+
+    def _written_since(self, written: int) -> int:
+        """The record to wait for when the store was handed records since ``written``."""
+        now = self._written()
+        return now if now != written else 0
 
     def _publish_refused(self, publish: Publish, code: ReasonCode, text: str) -> None:
         """A PUBLISH the gateway will not take, answered as Mosquitto does: QoS 1/2 get their
@@ -368,6 +482,7 @@ class ClientHandler:
         assert session is not None
         if pubrel.packet_id in session.inbound_qos2:
             session.inbound_qos2.discard(pubrel.packet_id)
+            self.hub.session_changed(session)
             self.send(PubComp(pubrel.packet_id))
         else:
             code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == MQTT_5 else \
@@ -393,6 +508,7 @@ class ClientHandler:
         assert session is not None
         identifiers = packet.properties.subscription_identifiers
         identifier = identifiers[0] if identifiers else None
+        written = self._written()
         codes: list[ReasonCode] = []
         retained_for: list[tuple[str, str]] = []
         for full_filter, options in packet.subscriptions:
@@ -417,6 +533,10 @@ class ClientHandler:
                 else:
                     self._subscribe_shared(session, full_filter, group, topic_filter, key,
                                            options, identifier)  # fmt: skip
+            except RoutingKeyTooLong:
+                # A mapping rule's template made a binding key over 255 bytes.
+                codes.append(ReasonCode.TOPIC_FILTER_INVALID)
+                continue
             except CoreError:
                 codes.append(ReasonCode.UNSPECIFIED_ERROR)
                 continue
@@ -426,9 +546,15 @@ class ClientHandler:
             ):
                 retained_for.append((full_filter, topic_filter))
         session.subscriptions_changed()
-        self.send(SubAck(packet.packet_id, tuple(codes)))
-        for full_filter, topic_filter in retained_for:
-            self.hub.send_retained(session, full_filter, topic_filter)
+        suback = SubAck(packet.packet_id, tuple(codes))
+
+        def send_suback() -> None:
+            self.send(suback)
+            for full_filter, topic_filter in retained_for:
+                self.hub.send_retained(session, full_filter, topic_filter)
+
+        # A persistent session's subscriptions are acknowledged once they are on disk.
+        self._ack(send_suback, self._written_since(written))
 
     def _subscribe_plain(
         self,
@@ -441,10 +567,12 @@ class ClientHandler:
     ) -> None:
         hub = self.hub
         hub.ensure_session_queue(session)
-        hub.vhost.bind_queue(session.queue_name, hub.settings.exchange, key, owner=session)
+        bindings = hub.topic_map.bindings(topic_filter, key)
+        hub.bind_all(session.queue_name, bindings, session)
         session.subscriptions[full_filter] = TopicSubscription(
-            topic_filter, options, identifier, key, match_filter=hub.match_filter(topic_filter, key)
-        )
+            topic_filter, options, identifier, key,
+            match_filter=hub.match_filter(topic_filter, key), bindings=bindings,
+        )  # fmt: skip
 
     def _subscribe_shared(
         self,
@@ -463,10 +591,12 @@ class ClientHandler:
             existing.identifier = identifier
             return
         queue_name = shared_queue_name(group, key)
+        bindings = hub.topic_map.bindings(topic_filter, key)
         hub.vhost.declare_queue(queue_name, auto_delete=True, arguments=hub.queue_arguments())
-        hub.vhost.bind_queue(queue_name, hub.settings.exchange, key)
+        hub.bind_all(queue_name, bindings, None)
         sub = TopicSubscription(topic_filter, options, identifier, key, group, queue_name,
-                                match_filter=hub.match_filter(topic_filter, key))  # fmt: skip
+                                match_filter=hub.match_filter(topic_filter, key),
+                                bindings=bindings)  # fmt: skip
         session.subscriptions[full_filter] = sub
         sub.core = hub.vhost.consume(
             queue_name, session, tag=f"mqtt-{session.client_id}-{full_filter}", no_ack=False,
@@ -477,6 +607,7 @@ class ClientHandler:
         session = self.session
         assert session is not None
         hub = self.hub
+        written = self._written()
         codes: list[ReasonCode] = []
         for full_filter in packet.topic_filters:
             sub = session.subscriptions.pop(full_filter, None)
@@ -488,17 +619,19 @@ class ClientHandler:
                 if sub.core.active:
                     sub.core.cancel(requeue_unacked=True)
                 continue
-            still_bound = any(
-                other.binding_key == sub.binding_key and other.share_group is None
-                for other in session.subscriptions.values()
-            )
-            if not still_bound and session.queue_declared:
-                # The queue or exchange may have been deleted from the AMQP side.
-                with contextlib.suppress(CoreError):
-                    hub.vhost.unbind_queue(session.queue_name, hub.settings.exchange,
-                                           sub.binding_key, owner=session)  # fmt: skip
+            for exchange, key in sub.bindings or ((hub.settings.exchange, sub.binding_key),):
+                still_bound = any(
+                    (exchange, key) in other.bindings and other.share_group is None
+                    for other in session.subscriptions.values()
+                )
+                if not still_bound and session.queue_declared:
+                    # The queue or exchange may have been deleted from the AMQP side.
+                    with contextlib.suppress(CoreError):
+                        hub.vhost.unbind_queue(session.queue_name, exchange, key,
+                                               owner=session)  # fmt: skip
         session.subscriptions_changed()
-        self.send(UnsubAck(packet.packet_id, tuple(codes)))
+        unsuback = UnsubAck(packet.packet_id, tuple(codes))
+        self._ack(lambda: self.send(unsuback), self._written_since(written))
 
     # -- endings -----------------------------------------------------------------------------
 
@@ -535,6 +668,8 @@ class ClientHandler:
         if self.closed:
             return
         self.closed = True
+        if self._flow is not None:
+            self._flow.close()
         session = self.session
         if session is not None and session.handler is self:
             hub = self.hub

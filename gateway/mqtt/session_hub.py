@@ -14,6 +14,7 @@ import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.bridge.convert import (
     A_CLIENT,
@@ -26,8 +27,10 @@ from gateway.bridge.convert import (
     MqttView,
     message_from_publish,
     message_qos,
-    mqtt_view,
 )
+from gateway.bridge.mapping_rules import EMPTY as NO_MAPPINGS
+from gateway.bridge.mapping_rules import MappingSet
+from gateway.bridge.mappings import PublishRoute, TopicMap, force_delivery_mode
 from gateway.bridge.topics import RoutingKeyTooLong, TopicTranslator
 from gateway.core.broker import Broker
 from gateway.core.errors import CoreError
@@ -36,7 +39,8 @@ from gateway.core.users import UserDatabase
 from gateway.core.vhost import RouteResult, VirtualHost
 from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish, ReasonCode, Will
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
-from gateway.mqtt.session import Session
+from gateway.mqtt.session import Outbound, Session, TopicSubscription
+from gateway.store.mqtt_sessions import StoredSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,9 @@ class MqttSettings:
     retained_max_count: int = 100_000
     retained_max_bytes: int = 256 * 1024 * 1024
     connect_timeout: float = 10.0
+    # QoS 0 to a clean session whose socket is paused: "block" holds the publishers
+    # (core/flow.py), "drop" drops and counts (the queue's messages_dropped).
+    qos0_overflow: str = "block"
 
 
 @dataclass(slots=True)
@@ -64,6 +71,18 @@ class RetainedValue:
 
     view: MqttView
     payload: bytes
+
+
+class SessionStore(Protocol):
+    def saved(self, session: Session) -> None: ...
+
+    def discarded(self, client_id: str) -> None: ...
+
+
+class WillStore(Protocol):
+    def saved(self, client_id: str, will: Will, due: float) -> None: ...
+
+    def discarded(self, client_id: str) -> None: ...
 
 
 class PublishRefused(Exception):
@@ -93,6 +112,7 @@ class MqttHub:
         users: UserDatabase,
         settings: MqttSettings,
         clock: Callable[[], float],
+        mappings: MappingSet = NO_MAPPINGS,
     ) -> None:
         self.broker = broker
         self.users = users
@@ -101,7 +121,18 @@ class MqttHub:
         self.vhost: VirtualHost = broker.vhost(settings.vhost)
         self.translator = TopicTranslator("rabbitmq" if settings.topic_mode == "rabbitmq" else
                                           "strict")  # fmt: skip
+        # Mapping rules (gateway/bridge/mappings.py): where publishes go, what subscriptions
+        # bind, and the topic a message on a rule's exchange is seen under.
+        self.topic_map = TopicMap(self.translator, mappings, exchange=settings.exchange)
+        self.view_of: Callable[[Message], MqttView] = self.topic_map.view
+        # Set by the composition root: delivers to an AMQP direct reply-to consumer
+        # (`amq.rabbitmq.reply-to.<token>`), which is a channel, not a queue.
+        self.direct_reply: Callable[[str, Message], bool] | None = None
         self.sessions: dict[str, Session] = {}
+        # Set by the store: told when a persistent session's durable state changes or ends.
+        self.session_store: SessionStore | None = None
+        self.will_store: WillStore | None = None
+        self._stored_sessions: set[str] = set()
         self.retained: RetainedStore[RetainedValue] = RetainedStore(
             max_count=settings.retained_max_count, max_bytes=settings.retained_max_bytes
         )
@@ -165,6 +196,14 @@ class MqttHub:
                 owner=session,
             )  # fmt: skip
 
+    def bind_all(self, queue: str, bindings: tuple[tuple[str, str], ...], owner: object) -> None:
+        """Bind a queue for one subscription (one binding per exchange mapping rules give):
+        all of them, or none when a rule's exchange does not exist (CoreError)."""
+        for exchange, _ in bindings:
+            self.vhost.exchange(exchange)
+        for exchange, key in bindings:
+            self.vhost.bind_queue(queue, exchange, key, owner=owner)
+
     def discard_session(self, session: Session) -> None:
         """End a session for good: its queue, bindings, shared memberships and state."""
         if self.sessions.get(session.client_id) is session:
@@ -184,6 +223,9 @@ class MqttHub:
             with contextlib.suppress(CoreError):
                 self.vhost.delete_queue(session.queue_name, owner=session)
         session.queue_declared = False
+        if session.client_id in self._stored_sessions and self.session_store is not None:
+            self._stored_sessions.discard(session.client_id)
+            self.session_store.discarded(session.client_id)
 
     def session_detached(self, session: Session) -> None:
         """The client went away; a persistent session waits for it until it expires."""
@@ -202,6 +244,7 @@ class MqttHub:
         if session.expiry_interval < 0xFFFFFFFF:
             session.expires_at = self.clock() + session.expiry_interval
             self._schedule(session.expires_at, "expiry", session.client_id)
+        self.session_changed(session)
 
     def _set_offline_policy(self, session: Session, *, offline: bool) -> None:
         """While the client is away its queue takes no QoS 0 messages (as Mosquitto's
@@ -216,6 +259,61 @@ class MqttHub:
 
     def session_attached(self, session: Session) -> None:
         self._set_offline_policy(session, offline=False)
+        self.session_changed(session)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def session_changed(self, session: Session) -> None:
+        """Subscriptions, expiry or QoS 2 state changed: the store keeps persistent ones."""
+        store = self.session_store
+        if store is None or self.sessions.get(session.client_id) is not session:
+            return
+        if session.persistent:
+            self._stored_sessions.add(session.client_id)
+            store.saved(session)
+        elif session.client_id in self._stored_sessions:
+            self._stored_sessions.discard(session.client_id)
+            store.discarded(session.client_id)
+
+    def restore_session(self, stored: StoredSession) -> None:
+        """A persistent session recovered from the store, detached until its client returns
+        (its queue and bindings were recovered with the core). $share subscriptions are not
+        kept: their queues are not durable."""
+        client_id = stored.client_id
+        session = Session(self, client_id, expiry_interval=stored.expiry_interval)
+        for sub in stored.subscriptions:
+            session.subscriptions[sub.full_filter] = TopicSubscription(
+                sub.topic_filter, sub.subscription_options, sub.identifier, sub.binding_key,
+                match_filter=sub.match_filter, bindings=sub.bindings,
+            )  # fmt: skip
+        session.inbound_qos2.update(stored.inbound_qos2)
+        for packet_id in stored.outbound_pubrel:
+            # PUBREC'd before the restart: the reconnecting client gets its PUBREL first.
+            session.inflight[packet_id] = Outbound(packet_id, "", b"", 2, False,
+                                                   EMPTY_PROPERTIES, None)  # fmt: skip
+        self.sessions[client_id] = session
+        self._stored_sessions.add(client_id)
+        if self.queue_exists(session.queue_name):
+            session.queue_declared = True
+            session.core = self.vhost.consume(
+                session.queue_name, session, tag=f"mqtt-{client_id}", no_ack=False,
+                owner=session,
+            )  # fmt: skip
+            session.core.pushback = False  # offline: holds no publishers (core/flow.py)
+            self._set_offline_policy(session, offline=True)
+        session.expires_at = stored.expires_at
+        if stored.expires_at is not None:
+            self._schedule(stored.expires_at, "expiry", client_id)
+
+    def forget_sessionless_queues(self) -> None:
+        """Delete recovered session queues whose session ended while the gateway was down
+        (or was never stored): a clean session of that client id must be able to take the
+        name as its exclusive queue."""
+        live = {session.queue_name for session in self.sessions.values()}
+        for queue in self.vhost.queues():
+            if queue.name.startswith("mqtt-subscription-") and queue.name not in live:
+                with contextlib.suppress(CoreError):
+                    self.vhost.delete_queue(queue.name)
 
     # -- wills -------------------------------------------------------------------------------
 
@@ -227,9 +325,21 @@ class MqttHub:
         if delay <= 0:
             self.publish_will(client_id, will)
             return
-        pending = PendingWill(client_id, will, next(self._will_generation))
-        self._wills[client_id] = pending
-        self._schedule(self.clock() + delay, "will", client_id)
+        due = self.clock() + delay
+        self.restore_will(client_id, will, due)
+        if self.will_store is not None:
+            self.will_store.saved(client_id, will, due)
+
+    def restore_will(self, client_id: str, will: Will, due: float) -> None:
+        """Hold ``will`` for ``client_id`` until ``due`` (also a will recovered from the store)."""
+        self._wills[client_id] = PendingWill(client_id, will, next(self._will_generation))
+        self._schedule(due, "will", client_id)
+
+    def _pop_will(self, client_id: str) -> PendingWill | None:
+        pending = self._wills.pop(client_id, None)
+        if pending is not None and self.will_store is not None:
+            self.will_store.discarded(client_id)
+        return pending
 
     def pending_will(self, client_id: str) -> Will | None:
         """The will waiting out its Will Delay for this client id, if any."""
@@ -239,7 +349,7 @@ class MqttHub:
     def take_pending_will(self, client_id: str) -> Will | None:
         """A new connection for the client id arrived within Will Delay: the delayed will is
         no longer due [MQTT-3.1.3-9]; the caller publishes it if the session ends now."""
-        pending = self._wills.pop(client_id, None)
+        pending = self._pop_will(client_id)
         return None if pending is None else pending.will
 
     def publish_will(self, client_id: str, will: Will) -> None:
@@ -269,17 +379,43 @@ class MqttHub:
         if topic == "$SYS" or topic.startswith("$SYS/"):
             raise PublishRefused(ReasonCode.NOT_AUTHORIZED, "clients may not publish to $SYS")
         try:
-            routing_key = self.translator.topic_to_routing_key(topic)
+            route = self.topic_map.route(topic)
         except RoutingKeyTooLong as exc:
             raise PublishRefused(ReasonCode.TOPIC_NAME_INVALID, str(exc)) from None
+        if route.special:
+            return self._route_special(publish, client_id, route)
         message = message_from_publish(
-            publish, exchange=self.settings.exchange, routing_key=routing_key,
+            publish, exchange=route.exchange, routing_key=route.routing_key,
             client_id=client_id, translator=self.translator,
         )  # fmt: skip
         if publish.retain:
             self.store_retained(message, publish)
         self.stats["published"] += 1
-        result = self.vhost.publish(self.settings.exchange, message)
+        result = self.vhost.publish(route.exchange, message)
+        if not result.routed:
+            self.stats["unroutable"] += 1
+        return result
+
+    def _route_special(self, publish: Publish, client_id: str, route: PublishRoute
+                       ) -> RouteResult:  # fmt: skip
+        """A mapping rule's QoS policy, or a reply to an AMQP direct reply-to consumer."""
+        if publish.qos > route.qos_max:
+            publish = dataclasses.replace(publish, qos=route.qos_max)  # the rule's QoS cap
+        message = message_from_publish(
+            publish, exchange=route.exchange, routing_key=route.routing_key,
+            client_id=client_id, translator=self.translator,
+        )  # fmt: skip
+        if route.delivery_mode is not None:
+            force_delivery_mode(message, route.delivery_mode)
+        if publish.retain:
+            self.store_retained(message, publish)
+        self.stats["published"] += 1
+        if route.direct_reply:
+            hook = self.direct_reply
+            routed = hook is not None and hook(route.routing_key, message)
+            result = RouteResult([], [], routed)
+        else:
+            result = self.vhost.publish(route.exchange, message)
         if not result.routed:
             self.stats["unroutable"] += 1
         return result
@@ -300,19 +436,28 @@ class MqttHub:
         except RetainedLimitExceeded as exc:
             raise PublishRefused(ReasonCode.QUOTA_EXCEEDED, str(exc)) from None
 
+    def restore_retained(self, publish: Publish, expires_at: float | None) -> None:
+        """A retained message recovered from the store (``expires_at`` on this hub's clock)."""
+        props = publish.properties
+        expiry = props.message_expiry_interval
+        view = MqttView(publish.topic, publish.qos, True, props, expiry)
+        with contextlib.suppress(RetainedLimitExceeded):  # the limits were lowered since
+            self.retained.set(publish.topic, RetainedValue(view, publish.payload),
+                              len(publish.payload), expires_at)  # fmt: skip
+
     def retain_from_amqp(self, exchange: str, message: Message) -> None:
         """AMQP publish hook: header `x-mqtt-retain` true stores the message as the retained
         one of the topic its routing key names, or clears it when the body is empty
         (DESIGN.md section 6). AMQP has no way to hear a refusal, so one past the store's
         limits is counted and dropped."""
-        if exchange != self.settings.exchange:
+        if exchange not in self.topic_map.retain_exchanges:
             return
         headers = message.properties.headers
         if not headers or headers.get(H_RETAIN) is not True:
             return
-        view = mqtt_view(message, self.translator)
+        view = self.view_of(message)
         topic = view.topic
-        if not topic or "+" in topic or "#" in topic:
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
             return  # a routing key that is no MQTT topic name (rabbitmq mode keeps `*`)
         body = message.body
         if not body:
@@ -372,7 +517,7 @@ class MqttHub:
         while timers and timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(timers)
             if kind == "will":
-                pending = self._wills.pop(key, None)
+                pending = self._pop_will(key)
                 if pending is not None:
                     self.publish_will(key, pending.will)
             else:
@@ -383,7 +528,7 @@ class MqttHub:
                     and session.expires_at is not None
                     and session.expires_at <= now
                 ):
-                    pending = self._wills.pop(key, None)
+                    pending = self._pop_will(key)
                     if pending is not None:
                         self.publish_will(key, pending.will)
                     self.discard_session(session)

@@ -25,6 +25,9 @@ from bench.procstat import descendants
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Per-client queue limit of the MQTT brokers: above any run's backlog, so no broker drops for
+# want of configuration.
+QUEUED_MESSAGES = 100_000
 
 
 class BrokerError(Exception):
@@ -61,6 +64,7 @@ class Broker(ABC):
     workdir: Path
     mqtt_port: int | None = None
     amqp_port: int | None = None
+    http_port: int | None = None
     version: str = "unknown"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     start_error: str | None = None
@@ -146,11 +150,16 @@ class GatewayBroker(Broker):
             entry = [str(launcher)]
         else:
             entry = ["-m", "gateway"]
+        config = self.workdir / "gateway.toml"
+        # The same session queue limit as mosquitto's max_queued_messages below.
+        config.write_text(f"[mqtt]\nmax_queued_messages = {QUEUED_MESSAGES}\n")
         argv = [
             sys.executable,
             *profiler,
             *entry,
             "run",
+            "--config",
+            str(config),
             "--bind",
             HOST,
             "--mqtt-port",
@@ -160,7 +169,7 @@ class GatewayBroker(Broker):
             "--ws-port",
             "-1",
             "--http-port",
-            "-1",
+            "0",  # its /metrics feed the bounded-memory check
             "--data-dir",
             str(self.workdir / "data"),
             "--log-format",
@@ -177,6 +186,7 @@ class GatewayBroker(Broker):
         ports = self._wait_ready(proc, timeout)
         self.mqtt_port = ports.get("mqtt")
         self.amqp_port = ports.get("amqp")
+        self.http_port = ports.get("http")
         from gateway import __version__
 
         self.version = f"{__version__} ({self.loop})"
@@ -219,7 +229,7 @@ class MosquittoBroker(Broker):
             f"listener {self.mqtt_port} {HOST}\n"
             "allow_anonymous true\n"
             "persistence false\n"
-            "max_queued_messages 100000\n"
+            f"max_queued_messages {QUEUED_MESSAGES}\n"
             "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             "log_type error\n"
@@ -228,6 +238,33 @@ class MosquittoBroker(Broker):
         self._spawn([binary, "-c", str(conf)])
         self._wait_ports([self.mqtt_port], timeout)
         self.version = _package_version("mosquitto")
+
+
+@dataclass
+class AmqttBroker(Broker):
+    """amqtt (the venv's `amqtt` script): anonymous access, no logging or $SYS plugins."""
+
+    def start(self, timeout: float) -> None:
+        script = Path(sys.executable).parent / "amqtt"
+        if not script.exists():
+            raise BrokerError("amqtt is not installed in the venv")
+        self.mqtt_port = free_port()
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(
+            "listeners:\n"
+            "  default:\n"
+            "    type: tcp\n"
+            f"    bind: {HOST}:{self.mqtt_port}\n"
+            "    max_connections: 0\n"
+            "plugins:\n"
+            "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
+        )
+        self._spawn([str(script), "-c", str(conf)])
+        self._wait_ports([self.mqtt_port], timeout)
+        from importlib.metadata import version
+
+        self.version = version("amqtt")
 
 
 @dataclass
@@ -306,4 +343,5 @@ BROKERS: dict[str, type[Broker]] = {
     "gateway": GatewayBroker,
     "mosquitto": MosquittoBroker,
     "rabbitmq": RabbitBroker,
+    "amqtt": AmqttBroker,
 }

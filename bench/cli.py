@@ -7,7 +7,6 @@ from other work on the machine spreads over all of them instead of hitting one b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -23,15 +22,16 @@ from pathlib import Path
 from types import FrameType
 
 from bench.brokers import BROKERS, Broker, BrokerError, GatewayBroker
-from bench.procstat import cpu_seconds, status_kib
+from bench.procstat import status_kib
 from bench.profiling import PySpy, summarize_collapsed, summarize_cprofile
-from bench.report import BrokerSummary, RunResult, ScenarioResult, format_table
+from bench.report import BrokerSummary, RunResult, ScenarioResult, format_markdown, format_table
 from bench.scenarios import SCENARIOS, Params, Scenario, Target
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+DEFAULT_SCENARIOS = [name for name in SCENARIOS if not name.startswith("B")]
 
 
-def _csv(choices: Sequence[str]) -> type[argparse.Action]:
+def _csv(choices: Sequence[str], every: Sequence[str] | None = None) -> type[argparse.Action]:
     class Csv(argparse.Action):
         def __call__(
             self,
@@ -66,16 +66,18 @@ def _payload(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = Params()
     p = argparse.ArgumentParser(
         prog="python bench/run.py",
-        description="Drive the gateway and reference brokers side by side with raw-socket "
-        "load generators; print a table and write JSON results.",
+        description="Drive the gateway and peer brokers side by side with raw-socket load "
+        "generators (one process per role); print a table and write JSON results.",
     )
     p.add_argument(
         "--scenarios",
         action=_csv(list(SCENARIOS)),
-        default=list(SCENARIOS),
-        help=f"comma list or 'all' (default all): {', '.join(SCENARIOS)}",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma list or 'all' (default: {','.join(DEFAULT_SCENARIOS)}); "
+        "B1,B5 are the bounded-memory checks (gateway only, one run)",
     )
     p.add_argument(
         "--brokers",
@@ -84,33 +86,40 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma list or 'all' (default all): {', '.join(BROKERS)}",
     )
     p.add_argument("--runs", type=_positive, default=3, help="measured runs per broker (3)")
-    p.add_argument("--count", type=_positive, default=50_000, help="messages per run (50000)")
-    p.add_argument("--payload", type=_payload, default=64, help="payload bytes, >= 8 (64)")
+    p.add_argument("--count", type=_positive, default=d.count, help=f"messages per run ({d.count})")
+    p.add_argument(
+        "--amqtt-count",
+        type=_positive,
+        default=20_000,
+        help="messages per run against amqtt, which moves a few thousand per second (20000)",
+    )
+    p.add_argument("--payload", type=_payload, default=d.payload, help="payload bytes, >= 8 (64)")
+    p.add_argument("--batch", type=_positive, default=d.batch, help="messages per write (500)")
     p.add_argument(
         "--window",
         type=_positive,
-        default=1000,
-        help="messages (fan-out: deliveries) sent but not yet delivered (1000)",
+        default=d.window,
+        help="QoS 0 / unconfirmed-free messages sent but not delivered, all publishers (50000)",
+    )
+    p.add_argument("--publishers", type=_positive, default=d.publishers, help="publishers (2)")
+    p.add_argument(
+        "--connections", type=_positive, default=d.idle_connections, help="S7 connections (5000)"
     )
     p.add_argument(
-        "--ack-window",
-        type=_positive,
-        default=100,
-        help="QoS 1 PUBLISHes awaiting PUBACK / unconfirmed AMQP publishes (100)",
+        "--connectors", type=_positive, default=d.connectors, help="S7 generator processes (4)"
     )
-    p.add_argument("--batch", type=_positive, default=100, help="messages per socket write (100)")
-    p.add_argument("--publishers", type=_positive, default=4, help="fan-in publishers (4)")
-    p.add_argument("--subscribers", type=_positive, default=50, help="fan-out subscribers (50)")
-    p.add_argument("--prefetch", type=_positive, default=100, help="AMQP consumer prefetch (100)")
     p.add_argument(
-        "--rate",
+        "--bounded-seconds", type=float, default=d.bounded_seconds, help="B1/B5 duration (20)"
+    )
+    p.add_argument(
+        "--slow-rate",
         type=float,
-        default=0.0,
-        help="total publish rate in msgs/s; 0 = as fast as the window allows (0)",
+        default=d.slow_rate,
+        help="B1/B5 consumer speed limit in msg/s (20000)",
     )
-    p.add_argument("--run-timeout", type=float, default=60.0, help="seconds per run at most (60)")
+    p.add_argument("--run-timeout", type=float, default=d.run_timeout, help="seconds per run (60)")
     p.add_argument(
-        "--idle-timeout", type=float, default=5.0, help="a run without progress ends after (5)"
+        "--idle-timeout", type=float, default=d.idle_timeout, help="a run without progress ends (5)"
     )
     p.add_argument(
         "--start-timeout", type=float, default=90.0, help="seconds for a broker to start (90)"
@@ -121,16 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile-gateway",
         choices=["py-spy", "cprofile"],
         help="profile the gateway during the runs (py-spy attaches and samples; cprofile runs it "
-        "under cProfile and slows it down); the profile goes next to the JSON and the top "
-        "functions are printed",
+        "under cProfile and slows it down); the top functions are printed after the table",
     )
     p.add_argument(
         "--gateway-loop",
         choices=["uvloop", "asyncio"],
         default="uvloop",
-        help="event loop of the gateway process: uvloop as `gateway run` picks it, or asyncio's "
-        "own loop (uvloop)",
+        help="event loop of the gateway process (uvloop, as `gateway run` picks it)",
     )
+    p.add_argument("--markdown", action="store_true", help="also print the README table")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -139,20 +147,20 @@ def _params(args: argparse.Namespace) -> Params:
     return Params(
         count=args.count,
         payload=args.payload,
-        window=args.window,
-        ack_window=args.ack_window,
         batch=args.batch,
+        window=args.window,
         publishers=args.publishers,
-        subscribers=args.subscribers,
-        prefetch=args.prefetch,
-        rate=args.rate,
+        idle_connections=args.connections,
+        connectors=args.connectors,
+        bounded_seconds=args.bounded_seconds,
+        slow_rate=args.slow_rate,
         run_timeout=args.run_timeout,
         idle_timeout=args.idle_timeout,
     )
 
 
 class _Tags:
-    """Short unique names for a run's topics and client ids (MQTT 3.1.1 ids stay <= 23)."""
+    """Short unique prefixes for a run's client ids and queue names (MQTT 3.1.1 ids <= 23)."""
 
     def __init__(self) -> None:
         self._prefix = secrets.token_hex(2)
@@ -165,6 +173,8 @@ class _Tags:
 
 def _serves(broker: Broker, scenario: Scenario) -> str | None:
     """Why the broker cannot run the scenario, or None."""
+    if scenario.only and broker.name not in scenario.only:
+        return f"runs on {', '.join(sorted(scenario.only))} only"
     ports = {"mqtt": broker.mqtt_port, "amqp": broker.amqp_port}
     missing = sorted(need for need in scenario.needs if ports[need] is None)
     if missing:
@@ -172,56 +182,62 @@ def _serves(broker: Broker, scenario: Scenario) -> str | None:
     return None
 
 
-async def _one_run(scenario: Scenario, broker: Broker, params: Params, tag: str) -> RunResult:
-    pid = broker.main_pid
-    before = cpu_seconds(pid)
-    target = Target(broker.mqtt_port, broker.amqp_port)
+def _one_run(scenario: Scenario, broker: Broker, params: Params, tag: str) -> RunResult:
+    target = Target(broker.mqtt_port, broker.amqp_port, broker.main_pid, broker.http_port)
     try:
-        meter = await scenario.run(target, params, tag)
+        return scenario.run(target, params, tag)
     except Exception as exc:  # a run's failure is a result in the table, not a crash
         return RunResult.failed(f"{type(exc).__name__}: {exc}")
-    after = cpu_seconds(pid)
-    used = None if before is None or after is None else round(after - before, 3)
-    return RunResult.from_meter(meter, used)
 
 
-async def run_scenarios(
+def _broker_params(params: Params, name: str, amqtt_count: int) -> Params:
+    if name == "amqtt":
+        return replace(params, count=min(params.count, amqtt_count))
+    return params
+
+
+def run_scenarios(
     scenarios: list[Scenario],
     brokers: dict[str, Broker],
     params: Params,
     runs: int,
     warmup: bool,
+    amqtt_count: int,
 ) -> list[ScenarioResult]:
     tags = _Tags()
     results: list[ScenarioResult] = []
     for scenario in scenarios:
-        result = ScenarioResult(scenario.name, scenario.measures, scenario.latency)
+        result = ScenarioResult(scenario.name, scenario.title, scenario.unit)
         active: list[str] = []
         for name, broker in brokers.items():
             summary = result.brokers[name] = BrokerSummary()
             summary.skipped = broker.problem() or _serves(broker, scenario)
             if summary.skipped is None:
                 active.append(name)
-        _progress(f"== {scenario.name}: {', '.join(active) or 'no broker can run it'}")
-        if warmup:
-            small = replace(params, count=max(1000, params.count // 10))
+        _progress(f"== {scenario.name} {scenario.title}: {', '.join(active) or 'no broker'}")
+        single = bool(scenario.only)  # the bounded checks: one long run
+        if warmup and not single and scenario.name != "S7":
             for name in active:
-                await _one_run(scenario, brokers[name], small, tags.next())
-        for run in range(runs):
+                p = _broker_params(params, name, amqtt_count)
+                _one_run(
+                    scenario, brokers[name], replace(p, count=max(1000, p.count // 10)), tags.next()
+                )
+        for run in range(1 if single else runs):
             for name in active:
-                res = await _one_run(scenario, brokers[name], params, tags.next())
+                p = _broker_params(params, name, amqtt_count)
+                res = _one_run(scenario, brokers[name], p, tags.next())
                 result.brokers[name].runs.append(res)
+                gen = max(res.generator_cpu_pct.values(), default=0.0)
                 _progress(
-                    f"   run {run + 1}/{runs} {name:<10} {res.msgs_per_s:10.0f} msgs/s"
-                    f"  p99 {res.p99_ms if res.p99_ms is not None else '-'} ms"
+                    f"   run {run + 1} {name:<10} {res.value:10.0f} {scenario.unit}"
+                    f"  p99 {res.p99_ms if res.p99_ms is not None else '-'} ms  gen {gen:.0f}%"
+                    + (f"  {res.extra}" if res.extra and not single else "")
                     + (f"  [{res.error}]" if res.error else "")
                 )
-                await asyncio.sleep(0.2)  # let the broker finish tearing the run's clients down
+                time.sleep(0.3)  # let the broker finish tearing the run's clients down
         for name in active:
-            pid = brokers[name].main_pid
-            rss, hwm = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
+            rss = status_kib(brokers[name].main_pid, "VmRSS")
             result.brokers[name].rss_mb = None if rss is None else round(rss / 1024, 1)
-            result.brokers[name].hwm_mb = None if hwm is None else round(hwm / 1024, 1)
         results.append(result)
     return results
 
@@ -242,14 +258,6 @@ def _sigterm_exits() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _start_brokers(
@@ -288,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         for s in SCENARIOS.values():
-            print(f"{s.name:<16} {s.run.__doc__ or ''}")
+            print(f"{s.name:<5} {(s.run.__doc__ or '').splitlines()[0]}")
         return 0
     params = _params(args)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -296,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     cprofile = out.with_suffix(".gateway.prof") if args.profile_gateway == "cprofile" else None
     spy_out = out.with_suffix(".gateway.pyspy.txt")
-    scenarios = [SCENARIOS[name] for name in args.scenarios]
+    # S7 first: its memory per connection is read on brokers that have not grown yet.
+    scenarios = sorted((SCENARIOS[name] for name in args.scenarios), key=lambda s: s.name != "S7")
     with (
         _sigterm_exits(),
         tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
@@ -307,10 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile_gateway == "py-spy" and gateway is not None and not gateway.problem():
             spy = PySpy(gateway.main_pid, spy_out)
             stack.callback(spy.stop)  # runs before the brokers stop (last in, first out)
-        with asyncio.Runner(loop_factory=_new_loop) as runner:
-            results = runner.run(
-                run_scenarios(scenarios, brokers, params, args.runs, not args.no_warmup)
-            )
+        results = run_scenarios(
+            scenarios, brokers, params, args.runs, not args.no_warmup, args.amqtt_count
+        )
+        results.sort(key=lambda r: list(SCENARIOS).index(r.name))
         versions = {name: b.version for name, b in brokers.items()}
         errors = {name: b.problem() for name, b in brokers.items()}
         stack.close()  # stop the brokers now: cProfile writes its file as the gateway exits
@@ -329,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(format_table(results))
+    if args.markdown:
+        print()
+        print(format_markdown(results, list(brokers)))
     print(f"\nJSON: {out}")
     if cprofile is not None and cprofile.exists():
         print(f"\ngateway profile (cProfile): {cprofile}, top 25 by own time\n")

@@ -18,6 +18,8 @@ from collections import Counter
 from io import StringIO
 from pathlib import Path
 
+# Leaf frames of threads that wait for work: py-spy samples them although they use no CPU.
+_IDLE_LEAVES = ("Condition.wait (threading.py", "Event.wait (threading.py", "_worker (concurrent")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*):(?P<line>\d+)\)$")
 
 
@@ -72,8 +74,10 @@ def summarize_collapsed(path: Path, top: int = 25) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        total += count
         frames = stack.split(";")
+        if frames[-1].startswith(_IDLE_LEAVES):
+            continue  # a helper thread blocked in a wait (e.g. the store writer): not CPU
+        total += count
         match = _FRAME.match(frames[-1])
         if match is None:
             by_function[("?", frames[-1])] += count
@@ -98,7 +102,7 @@ def summarize_collapsed(path: Path, top: int = 25) -> str:
     for (file, func), count in by_function.most_common(top):
         line = hottest_line.get((file, func), ("?", 0))[0]
         lines.append(f"{100 * count / total:6.1f}  {func} ({file}:{line})")
-    lines.append(f"{total} samples of the gateway on CPU")
+    lines.append(f"{total} samples of the gateway on CPU (waiting helper threads left out)")
     return "\n".join(lines)
 
 

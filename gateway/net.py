@@ -9,9 +9,11 @@ to a grace period for them to go, then abort whatever is left.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
+import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import structlog
 
@@ -119,6 +121,61 @@ class MemoryAlarm(Generic[B]):
             self._poll = None
 
 
+class TimerWheel:
+    """The connections' machine timers on one loop, rounded up to `RESOLUTION` seconds: one
+    loop timer per occupied tick instead of a TimerHandle per connection. Keep-alive, connect
+    timeout and heartbeat deadlines need no finer grain, and an idle connection's timer costs
+    a dict entry (issue 7, S7: thousands of idle MQTT connections)."""
+
+    RESOLUTION = 0.05
+    _wheels: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    # No reference to the loop itself: it would keep its own entry in `_wheels` alive.
+    __slots__ = ("_handles", "_ticks")
+
+    def __init__(self) -> None:
+        self._ticks: dict[int, dict[MachineProtocol, None]] = {}
+        self._handles: dict[int, asyncio.TimerHandle] = {}
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> TimerWheel:
+        wheel = cls._wheels.get(loop)
+        if wheel is None:
+            wheel = cls._wheels[loop] = cls()
+        return wheel
+
+    def schedule(
+        self, loop: asyncio.AbstractEventLoop, delay: float, protocol: MachineProtocol
+    ) -> int:
+        """Call `protocol._on_timer()` at least `delay` seconds from now; returns the tick."""
+        tick = math.ceil((loop.time() + delay) / self.RESOLUTION)
+        members = self._ticks.get(tick)
+        if members is None:
+            members = self._ticks[tick] = {}
+            self._handles[tick] = loop.call_at(tick * self.RESOLUTION, self._fire, tick)
+        members[protocol] = None
+        return tick
+
+    def cancel(self, tick: int, protocol: MachineProtocol) -> None:
+        members = self._ticks.get(tick)
+        if members is None:
+            return
+        members.pop(protocol, None)
+        if not members:
+            del self._ticks[tick]
+            self._handles.pop(tick).cancel()
+
+    def _fire(self, tick: int) -> None:
+        self._handles.pop(tick, None)
+        for protocol in self._ticks.pop(tick, {}):
+            try:
+                protocol._on_timer()
+            except Exception:  # one connection's failure must not skip the others' timers
+                log.exception("connection_timer_failed")
+
+
 class MachineProtocol(asyncio.Protocol):
     """The asyncio side of one sans-I/O connection, shared by the MQTT and AMQP listeners.
 
@@ -128,6 +185,23 @@ class MachineProtocol(asyncio.Protocol):
     machine's `get_timer()`. Subclasses say how to drain the machine, run its timer and react
     to a lost transport.
     """
+
+    # One per client connection: slots keep an idle connection small (issue 7, S7). The event
+    # loop may hold weak references to protocols.
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_in_receive",
+        "_marked",
+        "_reading_paused",
+        "_timer",
+        "_timer_at",
+        "alarm",
+        "clock",
+        "flusher",
+        "registry",
+        "transport",
+    )
 
     def __init__(
         self,
@@ -141,7 +215,7 @@ class MachineProtocol(asyncio.Protocol):
         self.alarm = alarm
         self.clock = clock
         self.transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: int | None = None  # the TimerWheel tick the machine's timer is due at
         self._timer_at: float | None = None
         self._in_receive = False
         self._marked = False
@@ -191,7 +265,7 @@ class MachineProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            TimerWheel.of(asyncio.get_running_loop()).cancel(self._timer, self)
             self._timer = None
         self._lost()
         self.alarm.discard(self)
@@ -239,9 +313,7 @@ class MachineProtocol(asyncio.Protocol):
         # The handshake may have set a keep-alive/heartbeat due before the current timer.
         deadline = self._machine_timer()
         if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm_timer()
+            self._rearm_timer()
 
     # -- reading (memory alarm) ------------------------------------------------------------------
 
@@ -263,7 +335,8 @@ class MachineProtocol(asyncio.Protocol):
         if deadline is None:
             return
         delay = max(0.0, deadline - self.clock())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        loop = asyncio.get_running_loop()
+        self._timer = TimerWheel.of(loop).schedule(loop, delay, self)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -279,7 +352,8 @@ class MachineProtocol(asyncio.Protocol):
 
     def _rearm_timer(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            TimerWheel.of(asyncio.get_running_loop()).cancel(self._timer, self)
+            self._timer = None
         self._arm_timer()
 
 

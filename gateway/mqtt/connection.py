@@ -150,6 +150,31 @@ class MqttConnection:
     `connect_timeout`: seconds to wait for CONNECT, or None. `now`: when the connection opened.
     """
 
+    # One per client connection: slots keep an idle connection small (issue 7, S7).
+    __slots__ = (
+        "_connect_deadline",
+        "_decoder",
+        "_last_received",
+        "_maximum_qos",
+        "_out",
+        "_ping_pending",
+        "_retain_available",
+        "_server_keep_alive",
+        "_session_expiry_interval",
+        "_topic_alias_maximum",
+        "_topic_aliases",
+        "_version",
+        "client_maximum_packet_size",
+        "client_receive_maximum",
+        "client_topic_alias_maximum",
+        "connect",
+        "keep_alive",
+        "max_packet_size",
+        "protocol_level",
+        "request_problem_information",
+        "state",
+    )
+
     def __init__(
         self,
         *,
@@ -181,7 +206,7 @@ class MqttConnection:
         self._topic_alias_maximum = 0
         self._maximum_qos = 2
         self._retain_available = True
-        self._topic_aliases: dict[int, str] = {}
+        self._topic_aliases: dict[int, str] | None = None  # made by the first alias
 
     @property
     def closed(self) -> bool:
@@ -309,9 +334,11 @@ class MqttConnection:
                 ReasonCode.TOPIC_ALIAS_INVALID,
             )
         if packet.topic:
+            if self._topic_aliases is None:
+                self._topic_aliases = {}
             self._topic_aliases[alias] = packet.topic
             return packet
-        topic = self._topic_aliases.get(alias)
+        topic = None if self._topic_aliases is None else self._topic_aliases.get(alias)
         if topic is None:
             raise ProtocolError(f"Topic Alias {alias} has no topic yet")
         return dataclasses.replace(packet, topic=topic)
@@ -439,6 +466,11 @@ class MqttConnection:
         elif state is _S.AWAIT_CONNACK and reason_code >= 0x80:
             self._queue(ConnAck(False, _connack_code(reason_code, _UNSPECIFIED), properties))
         self.state = _S.CLOSED
+
+    @property
+    def pending_chunks(self) -> int:
+        """Buffers queued for `data_to_send` (a header and a payload per PUBLISH)."""
+        return len(self._out)
 
     def data_to_send(self) -> bytes:
         """Everything queued since the last call, as one buffer (empty when nothing is)."""

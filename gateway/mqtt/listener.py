@@ -29,9 +29,16 @@ log = structlog.get_logger("gateway.mqtt")
 
 # How long a closed connection keeps draining what the client still sends (below).
 LINGER_SECONDS = 2.0
+# Output chunks (two per PUBLISH) after which deliveries are written at once instead of at
+# the end of the loop turn: the write is what tells a slow client's session to stop taking
+# messages (pause_writing), so without it a resumed session could take a whole queue backlog
+# into memory in one dispatch, and the loop would spend seconds on it.
+FLUSH_EARLY_CHUNKS = 2048
 
 
 class MqttProtocol(MachineProtocol):
+    __slots__ = ("_linger", "conn", "handler", "hub")
+
     def __init__(
         self,
         hub: MqttHub,
@@ -55,7 +62,7 @@ class MqttProtocol(MachineProtocol):
             now=self.clock(),
         )
         self.handler = ClientHandler(
-            self.hub, self.conn, host, on_output=self._output_ready,
+            self.hub, self.conn, host, on_output=self._deliveries_ready,
             close_transport=self._close_after_flush,
         )  # fmt: skip
         self._arm_timer()
@@ -83,6 +90,13 @@ class MqttProtocol(MachineProtocol):
         if self.alarm.alarmed or self.hub.broker.queued_bytes > self.alarm.limit:
             self.alarm.published(self)
         self._after_read(conn.closed)
+
+    def _deliveries_ready(self) -> None:
+        conn = self.conn
+        if conn is not None and conn.pending_chunks > FLUSH_EARLY_CHUNKS and not self._in_receive:
+            self.flush()
+        else:
+            self._output_ready()
 
     # -- MachineProtocol hooks ---------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """``gateway store check``: verify a data directory offline, without changing it.
 
-Opens the file read-only, so a store from a newer gateway or an old version is reported, not
-migrated. Checks SQLite's ``integrity_check``, the schema version, that every message belongs to
-a stored queue and that every binding's ends exist.
+Opens the file read-only, so a store from a newer gateway is reported and one from an older
+version is checked as it is, not migrated (the gateway migrates it at start). Checks SQLite's
+``integrity_check``, the schema version, that every message belongs to a stored queue, that
+every binding's ends exist and that every in-flight packet id (version 2) has its message.
 """
 
 from __future__ import annotations
@@ -76,14 +77,13 @@ def _check(db: sqlite3.Connection, report: CheckReport) -> None:
             f"schema version {version} is newer than this gateway knows ({SCHEMA_VERSION})"
         )
         return
-    if version < SCHEMA_VERSION:
-        report.problems.append(
-            f"schema version {version} is older than {SCHEMA_VERSION}: the gateway migrates it"
-            " at start"
-        )
+    if version < 1:
+        report.problems.append(f"schema version {version} is not a gateway store version")
         return
-    stored = ("exchanges", "queues", "bindings", "messages", "retained", "mqtt_sessions",
-              "mqtt_wills")  # fmt: skip
+    stored = ["exchanges", "queues", "bindings", "messages", "retained", "mqtt_sessions",
+              "mqtt_wills"]  # fmt: skip
+    if version >= 2:
+        stored.append("mqtt_inflight")
     for table in stored:
         report.counts[table] = _count(db, f"SELECT COUNT(*) FROM {table}")
     orphans = _count(
@@ -103,3 +103,10 @@ def _check(db: sqlite3.Connection, report: CheckReport) -> None:
     )
     if dangling:
         report.problems.append(f"{dangling} bindings lead to no stored queue or exchange")
+    if version >= 2:
+        lost = _count(
+            db,
+            "SELECT COUNT(*) FROM mqtt_inflight WHERE message_id NOT IN (SELECT id FROM messages)",
+        )
+        if lost:
+            report.problems.append(f"{lost} in-flight packet ids belong to no stored message")

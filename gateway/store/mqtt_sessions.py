@@ -7,6 +7,11 @@ them: a restarted gateway sends their PUBREL before it may reuse the ids). The h
 :class:`SessionRecorder` when one of these changes (subscribe, unsubscribe, connect,
 disconnect, a QoS 2 PUBLISH or its PUBREL, a PUBREC or PUBCOMP from the client) and when a
 session ends. The session's queued messages live in its durable queue, stored like any other.
+
+The QoS 1/2 messages of that queue in flight to the client (sent, not yet PUBACK'd/PUBREC'd)
+keep their packet ids in ``mqtt_inflight`` (schema version 2): one row per message, written when
+it is sent (:meth:`SessionRecorder.sent`) and deleted by the writer with the message itself, so
+a restarted gateway resends them under the same ids [MQTT-4.4.0-1].
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import dataclasses
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from gateway.mqtt.packets import SubscriptionOptions
-from gateway.store.writer import SQL, RecordLog
+from gateway.store.schema import SEQ_BITS, SEQ_MASK
+from gateway.store.writer import INFLIGHT, SQL, RecordLog
+
+if TYPE_CHECKING:
+    from gateway.core.queues import Queue
 
 
 class _Subscription(Protocol):
@@ -102,6 +111,9 @@ class StoredSession:
     subscriptions: list[StoredSubscription]
     inbound_qos2: list[int]
     outbound_pubrel: list[int] = dataclasses.field(default_factory=list)
+    # (queue sequence number, packet id, QoS) of the session queue's messages in flight to
+    # the client, in the order they were sent.
+    outbound: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
 
 
 NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5: a Session Expiry Interval that never ends
@@ -111,17 +123,32 @@ _SAVE = (
     " VALUES (?, ?, ?, ?)"
 )
 _DELETE = "DELETE FROM mqtt_sessions WHERE client_id = ?"
+_DELETE_INFLIGHT = "DELETE FROM mqtt_inflight WHERE client_id = ?"
+_NO_QUEUES: dict[Queue, int] = {}
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Row).decode
 
 
 class SessionRecorder:
     def __init__(
-        self, log: RecordLog, clock: Callable[[], float], wall_clock: Callable[[], float]
+        self,
+        log: RecordLog,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        queue_ids: Mapping[Queue, int] = _NO_QUEUES,
     ) -> None:
         self._append = log.append
         self._clock = clock
         self._wall_clock = wall_clock
+        # The store observer's queue ids (the same dict: it follows declarations).
+        self._qids = queue_ids
+
+    def sent(self, client_id: str, queue: Queue, seq: int, packet_id: int, qos: int) -> None:
+        """A persistent message of ``queue`` went to the client under ``packet_id`` (call for
+        persistent sessions only). Nothing is written unless the message row is stored."""
+        qid = self._qids.get(queue)
+        if qid is not None:
+            self._append((INFLIGHT, (qid << SEQ_BITS) | seq, (client_id, packet_id, qos)))
 
     def saved(self, session: SessionState) -> None:
         """The session's durable state changed (call only for persistent sessions)."""
@@ -152,6 +179,7 @@ class SessionRecorder:
 
     def discarded(self, client_id: str) -> None:
         self._append((SQL, _DELETE, (client_id,)))
+        self._append((SQL, _DELETE_INFLIGHT, (client_id,)))
 
 
 def load_sessions(
@@ -163,6 +191,12 @@ def load_sessions(
     expires ``expiry_interval`` seconds after the restart.
     """
     now, wall_now = clock(), wall_clock()
+    outbound: dict[str, list[tuple[int, int, int]]] = {}
+    # Message order is send order: a session queue hands its messages out head first.
+    for message_id, owner, packet_id, qos in db.execute(
+        "SELECT message_id, client_id, packet_id, qos FROM mqtt_inflight ORDER BY message_id"
+    ):
+        outbound.setdefault(owner, []).append((message_id & SEQ_MASK, packet_id, qos))
     alive: list[StoredSession] = []
     ended: list[str] = []
     rows = db.execute(
@@ -190,6 +224,7 @@ def load_sessions(
                 row.subscriptions,
                 row.inbound_qos2,
                 row.outbound_pubrel,
+                outbound.get(client_id, []),
             )
         )
     return alive, ended

@@ -117,13 +117,10 @@ class StoreObserver:
         if qid is None:
             return
         self._append((SQL, "DELETE FROM queues WHERE id = ?", (qid,)))
-        self._append(
-            (
-                SQL,
-                "DELETE FROM messages WHERE id >= ? AND id < ?",
-                (qid << SEQ_BITS, (qid + 1) << SEQ_BITS),
-            )
-        )
+        span = (qid << SEQ_BITS, (qid + 1) << SEQ_BITS)
+        self._append((SQL, "DELETE FROM messages WHERE id >= ? AND id < ?", span))
+        self._append((SQL, "DELETE FROM mqtt_inflight WHERE message_id >= ? AND message_id < ?",
+                      span))  # fmt: skip
 
     def _binding_row(self, binding: Binding) -> tuple[object, ...]:
         return (

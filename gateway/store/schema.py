@@ -9,6 +9,10 @@ it could not read.
 Message rows are keyed ``queue_id << 40 | seq``: one ordered scan of the primary key gives every
 queue's messages in queue order, and a queue's rows are one contiguous key range. Retained MQTT
 messages are stored as the MQTT 5 PUBLISH packet that re-creates them, expiry in wall time.
+
+Version 2 adds ``mqtt_inflight``: the packet id (and QoS) under which a stored message of a
+persistent MQTT session's queue was sent to the client and not yet PUBACK'd/PUBREC'd, keyed by
+the message row, so a restarted gateway resends it under that id [MQTT-4.4.0-1].
 """
 
 from __future__ import annotations
@@ -65,8 +69,17 @@ def _create_v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    # No foreign key: a row goes with its message in the writer (``SqliteSink``), and with
+    # its queue's range delete.
+    db.execute(
+        "CREATE TABLE mqtt_inflight (message_id INTEGER PRIMARY KEY, client_id TEXT NOT NULL,"
+        " packet_id INTEGER NOT NULL, qos INTEGER NOT NULL)"
+    )
+
+
 # MIGRATIONS[i] upgrades schema version i to i + 1.
-MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_create_v1]
+MIGRATIONS: Final[list[Callable[[sqlite3.Connection], None]]] = [_create_v1, _v1_to_v2]
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 

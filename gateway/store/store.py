@@ -151,8 +151,9 @@ class Store:
     def session_recorder(
         self, clock: Callable[[], float], wall_clock: Callable[[], float] = time.time
     ) -> SessionRecorder:
-        """What the MQTT hub tells about persistent session changes, to persist them."""
-        return SessionRecorder(self.log, clock, wall_clock)
+        """What the MQTT hub tells about persistent session changes (and the packet ids of
+        stored messages it sends to them), to persist them; call after :meth:`recover`."""
+        return SessionRecorder(self.log, clock, wall_clock, self._queue_ids)
 
     def load_wills(
         self, clock: Callable[[], float], wall_clock: Callable[[], float] = time.time

@@ -10,6 +10,11 @@ once).
 :class:`SqliteSink` turns a batch into SQL. Within a run of message records an insert whose
 delete is in the same batch is never written (a message consumed and acked within about one
 commit costs no disk at all). Topology records keep their order relative to message records.
+
+An ``INFLIGHT`` record (a persistent MQTT session's packet id for a stored message) lives and
+dies with its message: the ``DELETE`` of the message removes it too, and if both fall in one
+batch neither is written. The sink knows which message rows have one, so a delete of any other
+message costs nothing more.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from gateway.core.message import Message
 INSERT: Final = 0  # (INSERT, row id, message)
 DELETE: Final = 1  # (DELETE, row id, None)
 SQL: Final = 2  # (SQL, statement, parameters)
+INFLIGHT: Final = 3  # (INFLIGHT, message row id, (client id, packet id, qos))
 
 Record = tuple[int, Any, Any]
 
@@ -37,6 +43,11 @@ _INSERT_SQL: Final = (
     " VALUES (?, ?, ?, ?, ?)"
 )
 _DELETE_SQL: Final = "DELETE FROM messages WHERE id = ?"
+_INFLIGHT_SQL: Final = (
+    "INSERT OR REPLACE INTO mqtt_inflight (message_id, client_id, packet_id, qos)"
+    " VALUES (?, ?, ?, ?)"
+)
+_INFLIGHT_DELETE_SQL: Final = "DELETE FROM mqtt_inflight WHERE message_id = ?"
 
 
 class RecordLog:
@@ -83,11 +94,19 @@ def _properties_bytes(message: Message) -> bytes:
 class SqliteSink:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        # Message rows that have an mqtt_inflight row on disk (a superset: a queue's range
+        # delete may remove some behind its back, and deleting nothing is harmless).
+        self._inflight = {row[0] for row in db.execute("SELECT message_id FROM mqtt_inflight")}
+        self._inserts: dict[int, Message] = {}
+        self._deletes: list[int] = []
+        self._sent: dict[int, tuple[str, int, int]] = {}
+        self._unsent: list[int] = []
 
     def write(self, batch: list[Record]) -> None:
         db = self.db
-        inserts: dict[int, Message] = {}
-        deletes: list[int] = []
+        inserts = self._inserts
+        sent = self._sent
+        inflight = self._inflight
         db.execute("BEGIN")
         try:
             for record in batch:
@@ -95,21 +114,34 @@ class SqliteSink:
                 if kind == INSERT:
                     inserts[record[1]] = record[2]
                 elif kind == DELETE:
-                    if inserts.pop(record[1], None) is None:
-                        deletes.append(record[1])
+                    rowid = record[1]
+                    if sent:
+                        sent.pop(rowid, None)
+                    if rowid in inflight:
+                        self._unsent.append(rowid)
+                    if inserts.pop(rowid, None) is None:
+                        self._deletes.append(rowid)
+                elif kind == INFLIGHT:
+                    sent[record[1]] = record[2]
                 else:
-                    self._flush(inserts, deletes)
+                    self._flush()
                     db.execute(record[1], record[2])
-            self._flush(inserts, deletes)
+            self._flush()
             db.execute("COMMIT")
         except BaseException:
+            self._inserts.clear()
+            self._deletes.clear()
+            self._sent.clear()
+            self._unsent.clear()
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
 
-    def _flush(self, inserts: dict[int, Message], deletes: list[int]) -> None:
+    def _flush(self) -> None:
+        db = self.db
+        inserts = self._inserts
         if inserts:
-            self.db.executemany(
+            db.executemany(
                 _INSERT_SQL,
                 [
                     (rowid, m.exchange, m.routing_key, _properties_bytes(m), m.body)
@@ -117,9 +149,20 @@ class SqliteSink:
                 ],
             )
             inserts.clear()
+        sent = self._sent
+        if sent:
+            db.executemany(_INFLIGHT_SQL, [(rowid, *fields) for rowid, fields in sent.items()])
+            self._inflight.update(sent)
+            sent.clear()
+        deletes = self._deletes
         if deletes:
-            self.db.executemany(_DELETE_SQL, [(rowid,) for rowid in deletes])
+            db.executemany(_DELETE_SQL, [(rowid,) for rowid in deletes])
             deletes.clear()
+        unsent = self._unsent
+        if unsent:
+            db.executemany(_INFLIGHT_DELETE_SQL, [(rowid,) for rowid in unsent])
+            self._inflight.difference_update(unsent)
+            unsent.clear()
 
 
 class StoreWriter:

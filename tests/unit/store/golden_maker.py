@@ -142,6 +142,10 @@ def golden_session() -> FakeSession:
     )  # fmt: skip
 
 
+# (packet id, QoS) of gq's first two messages, in flight to dev-1 (schema version 2 on).
+GOLDEN_INFLIGHT = [(4, 1), (2, 2)]
+
+
 def write_golden(directory: Path) -> Path:
     loop = asyncio.new_event_loop()
     try:
@@ -156,6 +160,18 @@ def write_golden(directory: Path) -> Path:
         sessions.saved(golden_session())
         sessions.saved(FakeSession("gone", 60, None))
         sessions.discarded("gone")
+        # Version 2: two of gq's messages in flight to dev-1 (packet id, QoS), as
+        # GOLDEN_INFLIGHT says; a third was sent and PUBACK'd.
+        gq = broker.vhost("/").queue("gq")
+        seqs = [entry.seq for entry in gq.ready_entries()]
+        for seq, (packet_id, qos) in zip(seqs, GOLDEN_INFLIGHT, strict=False):
+            sessions.sent("dev-1", gq, seq, packet_id, qos)
+        acked = broker.vhost("/").queue("acked")
+        acked.offer(Message("", "acked", b"sent", properties=Properties(delivery_mode=2)))
+        got = broker.vhost("/").get("acked", no_ack=False)
+        assert got is not None
+        sessions.sent("dev-1", acked, got[0].entry.seq, 11, 1)
+        got[0].queue.ack(got[0])
         wills = store.will_recorder(lambda: 0.0)
         wills.saved("dev-1", GOLDEN_WILL, 4_000_000_000.0)
         wills.saved("dev-2", Will("w/2", b"bye"), 10.0)

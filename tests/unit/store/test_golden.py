@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,14 @@ from gateway.amqp.codec import decode_properties
 from gateway.core.broker import Broker
 from gateway.mqtt.packets import SubscriptionOptions
 from gateway.store import DB_NAME, SCHEMA_VERSION, Store, StoreError, check_data_dir
-from tests.unit.store.golden_maker import BODIES, GOLDEN, GOLDEN_WILL, PROPS, RETAINED
+from tests.unit.store.golden_maker import (
+    BODIES,
+    GOLDEN,
+    GOLDEN_INFLIGHT,
+    GOLDEN_WILL,
+    PROPS,
+    RETAINED,
+)
 
 VERSIONS = range(1, SCHEMA_VERSION + 1)
 
@@ -61,7 +69,7 @@ def test_golden_file_passes_the_offline_check(version: int, tmp_path: Path) -> N
     report = check_data_dir(tmp_path)
     assert report.ok, report.problems
     assert report.schema_version == version
-    assert report.counts == {
+    expected = {
         "exchanges": 2,
         "queues": 2,
         "bindings": 3,
@@ -70,6 +78,35 @@ def test_golden_file_passes_the_offline_check(version: int, tmp_path: Path) -> N
         "mqtt_sessions": 1,
         "mqtt_wills": 1,
     }
+    if version >= 2:
+        expected["mqtt_inflight"] = len(GOLDEN_INFLIGHT)
+    assert report.counts == expected
+
+
+def test_a_v1_file_migrates_to_the_current_version(tmp_path: Path) -> None:
+    target = install("v1.db", tmp_path)
+    assert check_data_dir(tmp_path).schema_version == 1
+    Store.open(tmp_path).close()
+    report = check_data_dir(tmp_path)
+    assert report.ok, report.problems
+    assert report.schema_version == SCHEMA_VERSION == 2
+    assert report.counts["mqtt_inflight"] == 0
+    assert report.counts["messages"] == 3
+    # Migrated once: opening it again changes nothing.
+    before = target.read_bytes()
+    Store.open(tmp_path).close()
+    assert check_data_dir(tmp_path).counts == report.counts
+    assert len(target.read_bytes()) == len(before)
+
+
+def test_check_reports_in_flight_ids_without_their_message(tmp_path: Path) -> None:
+    target = install(f"v{SCHEMA_VERSION}.db", tmp_path)
+    db = sqlite3.connect(target)
+    db.execute("DELETE FROM messages WHERE id = (SELECT MIN(message_id) FROM mqtt_inflight)")
+    db.commit()
+    db.close()
+    report = check_data_dir(tmp_path)
+    assert report.problems == ["1 in-flight packet ids belong to no stored message"]
 
 
 @pytest.mark.parametrize(
@@ -145,6 +182,9 @@ def test_golden_file_recovers_mqtt_sessions(version: int, tmp_path: Path) -> Non
     )
     assert sub.subscription_options == SubscriptionOptions(1, True, False, 2)
     assert (sub.binding_key, sub.bindings) == ("plant.*.temp", (("amq.topic", "plant.*.temp"),))
+    # Version 2 on: the packet ids of gq's first two messages (seq 1, 2), in send order.
+    inflight = GOLDEN_INFLIGHT if version >= 2 else []
+    assert session.outbound == [(seq, pid, qos) for seq, (pid, qos) in enumerate(inflight, 1)]
 
 
 @pytest.mark.parametrize("version", VERSIONS)

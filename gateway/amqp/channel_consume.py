@@ -8,6 +8,7 @@ order) until basic.ack / nack / reject settles it with its queue.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Final
@@ -20,6 +21,7 @@ from gateway.amqp.spec import NotImplemented_
 from gateway.core.consumers import Delivery, Subscription
 from gateway.core.errors import NotAllowed, NotFound, PreconditionFailed
 from gateway.core.message import Message, Properties
+from gateway.core.settlement import ack_many
 
 if TYPE_CHECKING:
     from gateway.amqp.channel import AmqpChannel
@@ -252,18 +254,17 @@ def take_unacked(ch: AmqpChannel, tag: int, multiple: bool) -> Tagged:
         return taken
     if tag not in unacked:
         raise _unknown_tag(tag)
-    covered: list[int] = []
-    for current in unacked:
-        if current > tag:
-            break
-        covered.append(current)
-    return [(current, unacked.pop(current)) for current in covered]
+    # Tags are kept in ascending order: the covered ones are a prefix (a C-level search).
+    tags = list(unacked)
+    covered = tags[: bisect.bisect_right(tags, tag)]
+    pop = unacked.pop
+    return [(current, pop(current)) for current in covered]
 
 
 def settle(kind: int, deliveries: list[Delivery]) -> None:
     if kind == ACK:
-        for delivery in deliveries:
-            delivery.queue.ack(delivery)
+        # A batch: each queue refills its consumers once, after the last ack.
+        ack_many(deliveries)
     elif kind == REQUEUE:
         requeue_in_order(deliveries)
     else:

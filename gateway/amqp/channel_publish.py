@@ -31,7 +31,7 @@ from gateway.amqp.codec import (
 from gateway.amqp.fastpath import BasicPublish
 from gateway.amqp.spec import NO_ROUTE, NotImplemented_
 from gateway.core.errors import AccessRefused, NotFound, PreconditionFailed, resource
-from gateway.core.message import Message, parse_expiration
+from gateway.core.message import Message, message_from_raw, parse_expiration
 
 if TYPE_CHECKING:
     from gateway.amqp.channel import AmqpChannel
@@ -70,14 +70,14 @@ def basic_publish(ch: AmqpChannel, method: BasicPublish, raw: bytes, body: bytes
     if expiration is not None or checked or ch.tx is not None:
         # As RabbitMQ: a missing exchange is reported before anything about the message.
         _check_exchange(ch, exchange)
-    message = Message(
+    message = message_from_raw(
         exchange,
         method.routing_key,
         body,
-        raw_properties=raw,
-        decode_properties=decode_properties,
-        persistent=delivery_mode == 2,
-        expiration_ms=None if expiration is None else parse_expiration(expiration),
+        raw,
+        decode_properties,
+        delivery_mode == 2,
+        None if expiration is None else parse_expiration(expiration),
     )
     if checked:
         _check_properties(ch, message)

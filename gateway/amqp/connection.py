@@ -14,6 +14,7 @@ true the shell flushes :meth:`~AMQPConnection.data_to_send` and closes the trans
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from pamqp import base
 from pamqp.commands import Connection
@@ -73,6 +74,11 @@ from gateway.amqp.spec import (
     NotImplemented_,
     UnexpectedFrame,
 )
+
+# Enum member access costs ~130 ns on Python 3.11 (a descriptor call); the per-frame and
+# per-delivery state checks compare against these instead.
+_OPEN: Final = ConnectionState.OPEN
+_CLOSED: Final = ConnectionState.CLOSED
 
 
 class AMQPConnection:
@@ -139,10 +145,10 @@ class AMQPConnection:
 
     @property
     def closed(self) -> bool:
-        return self.state is ConnectionState.CLOSED
+        return self.state is _CLOSED
 
     def is_channel_open(self, channel: int) -> bool:
-        return self.state is ConnectionState.OPEN and self._channels.is_open(channel)
+        return self.state is _OPEN and self._channels.is_open(channel)
 
     @property
     def open_channels(self) -> list[int]:
@@ -162,7 +168,7 @@ class AMQPConnection:
             self.start(now)
         self._now = now
         events: list[Event] = []
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CLOSED:
             return events
         if data:
             self._last_received = now
@@ -176,10 +182,10 @@ class AMQPConnection:
         while True:
             state = self.state
             # OPEN first: hashing an Enum member for the set lookup runs Python code.
-            if state is not ConnectionState.OPEN and state in NOT_READING:
+            if state is not _OPEN and state in NOT_READING:
                 return
             try:
-                if state is ConnectionState.OPEN:
+                if state is _OPEN:
                     # A whole publish in one go; anything else frame by frame.
                     content = decoder.next_publish()
                     if content is not None:
@@ -212,7 +218,7 @@ class AMQPConnection:
             self._on_protocol_header(frame.raw, events)
 
     def _channel_frames_allowed(self, frame: MethodFrame | HeaderFrame | BodyFrame) -> bool:
-        if self.state is ConnectionState.OPEN and frame.channel:
+        if self.state is _OPEN and frame.channel:
             return True
         if frame.channel == 0:
             raise UnexpectedFrame("content frame on channel 0")
@@ -459,10 +465,7 @@ class AMQPConnection:
         return True
 
     def _may_block(self) -> bool:
-        return (
-            self.state is ConnectionState.OPEN
-            and self.client_capabilities.get("connection.blocked") is True
-        )
+        return self.state is _OPEN and self.client_capabilities.get("connection.blocked") is True
 
     def reset_heartbeat_monitor(self, now: float) -> None:
         """Count the client as heard from at ``now``.

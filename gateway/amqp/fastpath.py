@@ -116,7 +116,11 @@ _PUBLISH_CACHE_MAX: Final = 1024
 
 def decode_basic_publish(buf: bytes | bytearray, start: int, end: int) -> BasicPublish:
     """Decode Basic.Publish arguments found in ``buf[start:end]`` (after class and method id)."""
-    key = bytes(buf[start:end])
+    return decode_publish_arguments(bytes(buf[start:end]))
+
+
+def decode_publish_arguments(key: bytes) -> BasicPublish:
+    """Decode Basic.Publish arguments given as their own bytes object."""
     method = _PUBLISH_CACHE.get(key)
     if method is None:
         method = _decode_publish_args(key, 0, len(key))
@@ -320,18 +324,46 @@ def encode_deliver(
             channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key
         )
         return method + encode_content(channel, properties, body, frame_max)
-    # The common case, a body in one frame: every frame in one join.
+    # The common case, a body in one frame. Everything but the delivery tag and the body
+    # recurs from one delivery to the next: for short properties, reuse the encoded parts.
+    if len(properties) <= _DELIVER_CACHED_PROPERTIES:
+        key = (channel, consumer_tag, exchange, routing_key, properties, size)
+        parts = _DELIVER_PARTS.get(key)
+        if parts is None:
+            if len(_DELIVER_PARTS) >= _DELIVER_PARTS_MAX:
+                _DELIVER_PARTS.clear()
+            parts = _DELIVER_PARTS[key] = _deliver_parts(
+                channel, consumer_tag, exchange, routing_key, properties, size
+            )
+        head, middle = parts
+        tag_args = _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0)
+        return b"".join((head, tag_args, middle, body, FRAME_END_BYTE))
+    head, middle = _deliver_parts(channel, consumer_tag, exchange, routing_key, properties, size)
+    tag_args = _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0)
+    return b"".join((head, tag_args, middle, body, FRAME_END_BYTE))
+
+
+# Encoded deliveries around the delivery tag, by (channel, consumer tag, exchange, routing key,
+# properties, body size); only short properties, so the key stays cheap to hash.
+_DELIVER_PARTS: dict[tuple[int, str, str, str, bytes, int], tuple[bytes, bytes]] = {}
+_DELIVER_PARTS_MAX: Final = 1024
+_DELIVER_CACHED_PROPERTIES: Final = 64
+
+
+def _deliver_parts(
+    channel: int, consumer_tag: str, exchange: str, routing_key: str, properties: bytes, size: int
+) -> tuple[bytes, bytes]:
+    """A one-frame-body delivery split around the delivery tag: what precedes it (method
+    frame head and consumer tag) and what follows it up to the body."""
     tag = _shortstr(consumer_tag)
     ex = _shortstr(exchange)
     key = _shortstr(routing_key)
-    return b"".join(
+    head = _DELIVER_HEAD.pack(
+        FRAME_METHOD, channel, _DELIVER_FIXED + len(tag) + len(ex) + len(key),
+        CLASS_BASIC, BASIC_DELIVER,
+    ) + tag  # fmt: skip
+    middle = b"".join(
         (
-            _DELIVER_HEAD.pack(
-                FRAME_METHOD, channel, _DELIVER_FIXED + len(tag) + len(ex) + len(key),
-                CLASS_BASIC, BASIC_DELIVER,
-            ),
-            tag,
-            _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0),
             ex,
             key,
             _DELIVER_HEADER.pack(
@@ -340,10 +372,9 @@ def encode_deliver(
             ),
             properties,
             _DELIVER_BODY.pack(_FRAME_END, FRAME_BODY, channel, size),
-            body,
-            FRAME_END_BYTE,
         )
     )  # fmt: skip
+    return head, middle
 
 
 def encode_deliver_chunks(

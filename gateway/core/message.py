@@ -170,6 +170,63 @@ class Message:
         )
 
 
+_new_message = object.__new__
+
+
+def message_from_raw(
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    raw_properties: bytes,
+    decode_properties: Callable[[bytes], Properties],
+    persistent: bool,
+    expiration_ms: int | None,
+) -> Message:
+    """``Message(..., raw_properties=, decode_properties=, persistent=, expiration_ms=)``
+    without the keyword-argument call: about half the cost, and an adapter builds one per
+    publish."""
+    message: Message = _new_message(Message)
+    message.id = _next_id()
+    message.exchange = exchange
+    message.routing_key = routing_key
+    message.body = body
+    message.annotations = {}
+    message._properties = None
+    message._raw = raw_properties
+    message._decode = decode_properties
+    message.persistent = persistent
+    message.expiration_ms = expiration_ms
+    return message
+
+
+def message_with_properties(
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: Properties,
+    annotations: dict[str, object],
+    persistent: bool,
+    expiration_ms: int | None,
+) -> Message:
+    """``Message(..., properties=, annotations=, persistent=, expiration_ms=)`` without the
+    keyword-argument call (the same result; a None ``expiration_ms`` is read from the
+    properties)."""
+    if expiration_ms is None and properties.expiration is not None:
+        expiration_ms = parse_expiration(properties.expiration)
+    message: Message = _new_message(Message)
+    message.id = _next_id()
+    message.exchange = exchange
+    message.routing_key = routing_key
+    message.body = body
+    message.annotations = annotations
+    message._properties = properties
+    message._raw = None
+    message._decode = None
+    message.persistent = persistent
+    message.expiration_ms = expiration_ms
+    return message
+
+
 class QueueEntry:
     """A message's place in one queue. ``seq`` orders the queue and restores requeue order."""
 

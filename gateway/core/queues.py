@@ -1,23 +1,25 @@
-"""Queues: ready messages, dispatch to subscriptions, settlement, TTL and length limits.
+"""Queues: ready messages, dispatch to subscriptions, length limits.
 
 Ready messages sit in a deque ordered by a queue-local sequence number, so a requeued message
 goes back to its original place. Dispatch is synchronous and round-robin over subscriptions
 that have credit and whose consumer can accept; it runs when a message arrives, a consumer is
 added, credit is freed, or an adapter says its socket drained. A dispatch triggered from inside
 a consumer's ``deliver`` (say, it acks at once) is folded into the running loop.
+Settlement (ack, reject, requeue, purge) is in core/settlement.py and the TTL / x-expires
+clock in core/expiry.py; both are installed here as methods.
 """
 
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, ClassVar
 
+from gateway.core import expiry, settlement
 from gateway.core.arguments import QueueSettings
-from gateway.core.consumers import WAKE_GROUP, WAKE_QUEUE, CreditGroup, Delivery, Subscription
+from gateway.core.consumers import WAKE_GROUP, CreditGroup, Delivery, Subscription
 from gateway.core.message import Message, QueueEntry
 from gateway.core.paging import PAGED
 
@@ -428,138 +430,14 @@ class Queue:
             return delivery, len(ready)
         return None
 
-    # -- settlement --------------------------------------------------------------------------
+    # -- settlement (core/settlement.py) ------------------------------------------------------
 
-    def ack(self, delivery: Delivery) -> bool:
-        """The client is done with it. False when already settled (e.g. the queue was deleted)."""
-        if delivery.settled:
-            return False
-        delivery.settled = True
-        entry = delivery.entry
-        seq = entry.seq
-        self._unacked.pop(seq, None)
-        message = entry.message
-        broker = self._broker
-        broker.queued_bytes -= len(message.body)
-        if self.durable and message.persistent:
-            for observer in broker.observers:
-                observer.on_removed(self, entry)
-        # Subscription._release and Queue._release, inlined: this runs once per message.
-        sub = delivery.subscription
-        if sub is None:
-            return True
-        unacked = sub._unacked
-        if unacked.pop(seq, None) is None:
-            return True
-        prefetch = sub.prefetch
-        group = sub.credit_group
-        if group is not None:
-            limit = group.limit
-            if limit and group.unacked == limit:
-                group.unacked -= 1
-                group.wake()
-                if not sub.active:
-                    self.dispatch()
-                return True
-            group.unacked -= 1
-        if prefetch and len(unacked) + 1 == prefetch:
-            self.dispatch()
-        return True
-
-    def reject(self, delivery: Delivery, requeue: bool) -> bool:
-        """basic.reject / single nack: back to its original place, or dead-lettered."""
-        if delivery.settled:
-            return False
-        if requeue:
-            self.requeue((delivery,))
-            return True
-        delivery.settled = True
-        entry = delivery.entry
-        self._unacked.pop(entry.seq, None)
-        self._forget(entry)
-        self._vh._dead_letter(self, entry.message, "rejected")
-        self._release(delivery)
-        return True
-
-    def requeue(self, deliveries: Iterable[Delivery]) -> None:
-        """Return unsettled deliveries to the queue at their original positions, redelivered."""
-        entries: list[QueueEntry] = []
-        groups: dict[CreditGroup, None] = {}
-        for delivery in deliveries:
-            if delivery.settled or delivery.queue is not self:
-                continue
-            delivery.settled = True
-            entry = delivery.entry
-            self._unacked.pop(entry.seq, None)
-            sub = delivery.subscription
-            if sub is not None and sub._release(delivery) == WAKE_GROUP:
-                assert sub.credit_group is not None
-                groups[sub.credit_group] = None
-            entry.redelivered = True
-            entries.append(entry)
-        if not entries:
-            return
-        if len(entries) == 1:
-            self._insert(entries[0])
-        else:
-            entries.sort(key=_seq_of)
-            ready = self._ready
-            self._ready_bytes += sum(len(e.message.body) for e in entries)
-            if not ready or entries[-1].seq < ready[0].seq:
-                ready.extendleft(reversed(entries))
-            else:
-                # Rebuild in place: a dispatch loop up the stack may hold this deque.
-                merged = list(heapq.merge(ready, entries, key=_seq_of))
-                ready.clear()
-                ready.extend(merged)
-        if self._limited:
-            self._trim()
-        for group in groups:
-            group.wake()
-        self.dispatch()
-        self._arm_timer()
-
-    def _release(self, delivery: Delivery) -> None:
-        sub = delivery.subscription
-        if sub is None:
-            return
-        wake = sub._release(delivery)
-        if wake == WAKE_GROUP:
-            assert sub.credit_group is not None
-            sub.credit_group.wake()
-            if not sub.active:
-                self.dispatch()
-        elif wake == WAKE_QUEUE:
-            self.dispatch()
-
-    def _forget(self, entry: QueueEntry) -> None:
-        """The entry left this queue for good (acked, dropped, expired, purged)."""
-        message = entry.message
-        self._broker.queued_bytes -= len(message.body)
-        if self.durable and message.persistent:
-            for observer in self._broker.observers:
-                observer.on_removed(self, entry)
-
-    def _expire(self, entry: QueueEntry) -> None:
-        self.expired += 1
-        if entry.message is PAGED:
-            self._broker.pager.load_entry(self, entry)
-        self._forget(entry)
-        self._vh._dead_letter(self, entry.message, "expired")
-
-    def purge(self) -> int:
-        """Drop every ready message (unacked ones stay); returns how many were dropped."""
-        ready = self._ready
-        count = len(ready)
-        if count:
-            entries = list(ready)
-            ready.clear()
-            self._ready_bytes = 0
-            for entry in entries:
-                self._forget(entry)
-        if self._over:
-            self._broker.flow.drained(self)
-        return count
+    ack = settlement.ack
+    reject = settlement.reject
+    requeue = settlement.requeue_deliveries
+    purge = settlement.purge
+    _release = settlement.release
+    _forget = settlement.forget
 
     # -- subscriptions -----------------------------------------------------------------------
 
@@ -598,50 +476,12 @@ class Queue:
     def has_exclusive_consumer(self) -> bool:
         return self._exclusive_consumer
 
-    # -- timers ------------------------------------------------------------------------------
+    # -- timers and expiry (core/expiry.py) ---------------------------------------------------
 
-    def _touch(self, now: float) -> None:
-        """Used now (declare, get, last consumer gone): restarts the x-expires countdown."""
-        self._last_used = now
-        if self._expires_s is not None:
-            self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        if self.deleted:
-            return
-        ready = self._ready
-        deadline = ready[0].expires_at if ready else None
-        if self._expires_s is not None and not self._subs:
-            unused_until = self._last_used + self._expires_s
-            if deadline is None or unused_until < deadline:
-                deadline = unused_until
-        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
-            self._timer_at = deadline
-            self._broker._schedule(deadline, self)
-
-    def _timer_fired(self, deadline: float, now: float) -> None:
-        if self._timer_at == deadline:
-            self._timer_at = None
-        ready = self._ready
-        while ready:
-            expires_at = ready[0].expires_at
-            if expires_at is None or expires_at > now:
-                break
-            entry = ready.popleft()
-            self._ready_bytes -= len(entry.message.body)
-            self._expire(entry)
-            if self.deleted:
-                return
-        if self._over:
-            self._broker.flow.drained(self)
-        if (
-            self._expires_s is not None
-            and not self._subs
-            and now >= self._last_used + self._expires_s
-        ):
-            self._vh._delete_queue(self)
-            return
-        self._arm_timer()
+    _touch = expiry.touch
+    _arm_timer = expiry.arm_timer
+    _timer_fired = expiry.timer_fired
+    _expire = expiry.expire
 
     # -- deletion ----------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pamqp import commands
 
@@ -64,3 +66,41 @@ def test_deliver_with_encoded_names_reused_and_a_long_tag_refused() -> None:
         fastpath.encode_deliver(1, "t" * 256, 1, False, "", "q", b"\x00\x00", b"x", 4096)
     with pytest.raises(ValueError, match="longer than 255"):
         fastpath.encode_deliver(1, "t", 1, False, "", "q" * 256, b"\x00\x00", b"", 4096)
+
+
+def _check_deliver(data: bytes, tag: int, redelivered: bool, key: str, props: Any,
+                   body: bytes) -> None:  # fmt: skip
+    frames = parse(data)
+    assert [channel for channel, _ in frames] == [2, 2, 2]
+    deliver, header, payload = (frame for _, frame in frames)
+    assert isinstance(deliver, commands.Basic.Deliver)
+    assert (deliver.consumer_tag, deliver.delivery_tag, deliver.redelivered) == (
+        "ctag", tag, redelivered)  # fmt: skip
+    assert (deliver.exchange, deliver.routing_key) == ("amq.topic", key)
+    assert header.body_size == len(body)
+    assert header.properties == props
+    assert payload.value == body
+
+
+@pytest.mark.parametrize("id_size", [1, 59, 60, 61, 200])
+def test_deliver_parts_reused_across_tags_and_bodies(id_size: int) -> None:
+    # Around the 64-octet limit of the cached form: both forms give the same frames.
+    props = commands.Basic.Properties(message_id="m" * id_size, delivery_mode=2)
+    raw = props.marshal()
+    cached = len(raw) <= fastpath._DELIVER_CACHED_PROPERTIES
+    for tag, body in ((1, b"a" * 10), (2, b"b" * 10), (300, b"c" * 11), (2**40, b"d" * 10)):
+        data = fastpath.encode_deliver(2, "ctag", tag, tag % 2 == 0, "amq.topic", "k.1", raw,
+                                       body, 4096)  # fmt: skip
+        _check_deliver(data, tag, tag % 2 == 0, "k.1", props, body)
+    key = (2, "ctag", "amq.topic", "k.1", raw, 10)
+    assert (key in fastpath._DELIVER_PARTS) is cached
+
+
+def test_deliver_parts_cache_stays_bounded() -> None:
+    props = commands.Basic.Properties()
+    raw = props.marshal()
+    for n in range(fastpath._DELIVER_PARTS_MAX + 5):
+        data = fastpath.encode_deliver(2, "ctag", n + 1, False, "amq.topic", f"k.{n}", raw,
+                                       b"xyz", 4096)  # fmt: skip
+        _check_deliver(data, n + 1, False, f"k.{n}", props, b"xyz")
+        assert len(fastpath._DELIVER_PARTS) <= fastpath._DELIVER_PARTS_MAX

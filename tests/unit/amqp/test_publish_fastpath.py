@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands
@@ -16,8 +17,8 @@ from pamqp import commands
 from gateway.amqp.connection import AMQPConnection
 from gateway.amqp.connection_events import ContentReceived, Event, HardErrorRaised
 from gateway.amqp.fastpath import BasicPublish
-from gateway.amqp.frames import FrameDecoder
-from gateway.amqp.spec import FRAME_ERROR, UNEXPECTED_FRAME
+from gateway.amqp.frames import FrameDecoder, HeaderFrame, MethodFrame
+from gateway.amqp.spec import FRAME_ERROR, UNEXPECTED_FRAME, FrameError
 
 from .helpers import HEARTBEAT, Peer, accept_guest, content, method, publish
 
@@ -168,3 +169,48 @@ def test_one_pass_publish_while_content_is_pending() -> None:
     events = peer.send(method(1, commands.Basic.Publish()) + publish(1, b"x"))
     [error] = [e.error for e in events if isinstance(e, HardErrorRaised)]
     assert error.code == UNEXPECTED_FRAME
+
+
+def test_every_damaged_octet_after_a_publish_of_the_same_shape() -> None:
+    # The first publish sets the layout the decoder tries first for the next one: a damaged
+    # copy of it must still take the frame-by-frame path's answer.
+    good = publish(1, b"xyz", "ex", "rk")
+    for offset in range(len(good)):
+        for value in (0, 1, 2, 3, 0x3C, 0xCE, 0xFF):
+            _same_either_way(good + _corrupt(good, offset, value) + publish(2, b"next"))
+
+
+def test_publishes_of_one_shape_with_other_names_properties_and_bodies() -> None:
+    decoder = FrameDecoder(protocol_header=False, frame_max=FRAME_MAX)
+    a = method(1, commands.Basic.Publish(exchange="ex", routing_key="k1")) + content(
+        1, b"aaa", commands.Basic.Properties(delivery_mode=1), FRAME_MAX
+    )
+    b = method(1, commands.Basic.Publish(exchange="xe", routing_key="k2", mandatory=True)) + (
+        content(1, b"bbb", commands.Basic.Properties(delivery_mode=2), FRAME_MAX)
+    )
+    assert len(a) == len(b)
+    decoder.append(a + b + a)
+    assert decoder.next_publish() == (1, BasicPublish("ex", "k1"), b"\x10\x00\x01", b"aaa")
+    assert decoder._shape is not None
+    assert decoder.next_publish() == (
+        1, BasicPublish("xe", "k2", mandatory=True), b"\x10\x00\x02", b"bbb")  # fmt: skip
+    assert decoder.next_publish() == (1, BasicPublish("ex", "k1"), b"\x10\x00\x01", b"aaa")
+    assert decoder.buffered == 0
+    # Same sizes on another channel, a body of another size: not the remembered layout.
+    decoder.append(publish(2, b"ccc", "ex", "k1") + publish(2, b"dddd", "ex", "k1"))
+    assert decoder.next_publish() == (2, BasicPublish("ex", "k1"), b"\x00\x00", b"ccc")
+    assert decoder.next_publish() == (2, BasicPublish("ex", "k1"), b"\x00\x00", b"dddd")
+
+
+def test_a_remembered_layout_does_not_outlive_frame_max() -> None:
+    decoder = FrameDecoder(protocol_header=False, frame_max=FRAME_MAX)
+    data = publish(1, b"x" * 3000, "ex", "rk")
+    decoder.append(data)
+    assert decoder.next_publish() is not None
+    decoder.frame_max = 1000
+    decoder.append(data)
+    assert decoder.next_publish() is None
+    assert isinstance(decoder.next_frame(), MethodFrame)
+    assert isinstance(decoder.next_frame(), HeaderFrame)
+    with pytest.raises(FrameError, match="above frame_max 1000"):
+        decoder.next_frame()  # the 3000-octet body frame

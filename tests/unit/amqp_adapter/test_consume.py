@@ -303,3 +303,18 @@ def test_content_other_than_publish_from_the_client_is_command_invalid() -> None
     client.send(method_frame(1, deliver) + content_frames(1, b"x"))
     close = client.one(commands.Connection.Close)
     assert (close.reply_code, close.class_id, close.method_id) == (503, 60, 60)
+
+
+def test_multiple_ack_refills_the_prefetch_window_in_order() -> None:
+    client, queue = setup_queue(*(str(i).encode() for i in range(9)))
+    client.call(1, commands.Basic.Qos(prefetch_count=4))
+    client.one(commands.Basic.QosOk)
+    consume(client, queue)
+    assert [tag for tag, _, _ in deliveries(client)] == [1, 2, 3, 4]
+    client.call(1, commands.Basic.Ack(delivery_tag=2))  # a gap below the multiple ack
+    assert [body for _, body, _ in deliveries(client)] == [b"4"]
+    client.call(1, commands.Basic.Ack(delivery_tag=4, multiple=True))  # settles 1, 3 and 4
+    assert deliveries(client) == [(6, b"5", False), (7, b"6", False), (8, b"7", False)]
+    assert list(client.handler.channels[1].unacked) == [5, 6, 7, 8]
+    q = client.context.broker.vhost("/").queue(queue)
+    assert (q.unacked_count, q.message_count) == (4, 1)

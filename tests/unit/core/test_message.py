@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from gateway.core.errors import PreconditionFailed
-from gateway.core.message import Message, Properties, parse_expiration
+from gateway.core.message import (
+    Message,
+    Properties,
+    message_from_raw,
+    message_with_properties,
+    parse_expiration,
+)
 
 
 class CountingDecoder:
@@ -98,3 +104,49 @@ def test_bad_expiration(text: str, reason: str) -> None:
     with pytest.raises(PreconditionFailed) as info:
         parse_expiration(text)
     assert info.value.text == f"PRECONDITION_FAILED - invalid expiration '{text}': {reason}"
+
+
+def _slots(message: Message) -> dict[str, object]:
+    return {name: getattr(message, name) for name in Message.__slots__ if name != "id"}
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+@pytest.mark.parametrize("expiration_ms", [None, 0, 1500])
+def test_message_from_raw_equals_the_keyword_constructor(
+    persistent: bool, expiration_ms: int | None
+) -> None:
+    decode = CountingDecoder()
+    fast = message_from_raw("x", "k", b"body", b"text/plain", decode, persistent, expiration_ms)
+    slow = Message("x", "k", b"body", raw_properties=b"text/plain", decode_properties=decode,
+                   persistent=persistent, expiration_ms=expiration_ms)  # fmt: skip
+    assert _slots(fast) == _slots(slow)
+    assert slow.id == fast.id + 1  # one id sequence for both forms
+    assert fast.annotations == {}
+    other = message_from_raw("x", "k", b"", b"", decode, False, None)
+    assert fast.annotations is not other.annotations  # a dict of its own each
+    assert decode.calls == 0
+    assert fast.properties.content_type == "text/plain"
+    assert fast.raw_properties == b"text/plain"
+
+
+@pytest.mark.parametrize(
+    ("props", "expiration_ms"),
+    [(Properties(), None), (Properties(expiration="2500"), None), (Properties(), 700),
+     (Properties(delivery_mode=2, expiration="10"), 5)],
+)  # fmt: skip
+def test_message_with_properties_equals_the_keyword_constructor(
+    props: Properties, expiration_ms: int | None
+) -> None:
+    notes: dict[str, object] = {"mqtt.qos": 1}
+    fast = message_with_properties("x", "k", b"b", props, notes, True, expiration_ms)
+    slow = Message("x", "k", b"b", properties=props, annotations=notes, persistent=True,
+                   expiration_ms=expiration_ms)  # fmt: skip
+    assert _slots(fast) == _slots(slow)
+    assert fast.annotations is notes
+    assert fast.properties is props
+    assert fast.raw_properties is None
+
+
+def test_message_with_properties_refuses_a_bad_expiration() -> None:
+    with pytest.raises(PreconditionFailed):
+        message_with_properties("", "k", b"", Properties(expiration="soon"), {}, False, None)

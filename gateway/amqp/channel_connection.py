@@ -9,7 +9,6 @@ activity wrote here), and closes the transport once ``conn.closed`` is true.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from gateway.amqp.channel import AmqpChannel
 from gateway.amqp.channel_context import AmqpContext
@@ -46,7 +45,12 @@ _ENDINGS = (
 
 
 class AmqpConnectionHandler:
-    """The adapter for one connection; ``output_ready`` tells the shell there is output."""
+    """The adapter for one connection; ``output_ready`` tells the shell there is output.
+
+    ``pause_reading`` / ``resume_reading`` stop and restart reading the client's socket: flow
+    control (core/flow.py) holds a publisher whose messages reach a backed-up queue. Without
+    them the publisher is bounded by queue limits and the memory alarm only.
+    """
 
     def __init__(
         self,
@@ -54,11 +58,15 @@ class AmqpConnectionHandler:
         peer_host: str,
         *,
         output_ready: Callable[[], None],
+        pause_reading: Callable[[], None] | None = None,
+        resume_reading: Callable[[], None] | None = None,
     ) -> None:
         settings = context.settings
         self.context = context
         self.peer_host = peer_host
         self.output_ready = output_ready
+        self._pause_reading = pause_reading
+        self._resume_reading = resume_reading
         self.conn = AMQPConnection(
             server_properties=context.server_properties,
             channel_max=settings.channel_max,
@@ -84,7 +92,6 @@ class AmqpConnectionHandler:
         self.confirm_dirty: list[AmqpChannel] = []
         # Flow control (core/flow.py), made when a publish first reaches a backed-up queue.
         self._flow: PublisherFlow | None = None
-        self._flow_pausing = False  # block() from flow control: no connection.blocked
 
     # -- events ------------------------------------------------------------------------------
 
@@ -183,7 +190,7 @@ class AmqpConnectionHandler:
 
     def block(self, reason: str = BLOCKED_REASON) -> None:
         """connection.blocked (to clients that announced the capability)."""
-        if not self.blocked and not self._flow_pausing:
+        if not self.blocked:
             self.blocked = True
             self.conn.send_blocked(reason)
 
@@ -200,29 +207,10 @@ class AmqpConnectionHandler:
             return
         flow = self._flow
         if flow is None:
-            # The shell's block()/unblock() (the memory alarm's hooks), found on the shell
-            # object the output callback is bound to.
-            shell: Any = getattr(self.output_ready, "__self__", None)
-            block = getattr(shell, "block", None)
-            unblock = getattr(shell, "unblock", None)
-            if not callable(block) or not callable(unblock):
-                self.context.broker.flow.hits.clear()
+            pause, resume = self._pause_reading, self._resume_reading
+            if pause is None or resume is None:
+                self.context.broker.flow.hits.clear()  # no way to pause
                 return
-            alarm = getattr(shell, "alarm", None)
-
-            def pause() -> None:
-                self._flow_pausing = True
-                try:
-                    block()
-                finally:
-                    self._flow_pausing = False
-
-            def resume() -> None:
-                if alarm is not None and alarm.alarmed:
-                    alarm.published(shell)  # the alarm resumes it when it clears
-                else:
-                    unblock()
-
             flow = self._flow = PublisherFlow(
                 self.context.broker.flow, self, pause=pause, resume=resume,
                 subscriptions=self._subscriptions,

@@ -52,7 +52,10 @@ class AmqpProtocol(MachineProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         host, self.peer = self._attach(transport)
-        self.handler = AmqpConnectionHandler(self.context, host, output_ready=self._output_ready)
+        self.handler = AmqpConnectionHandler(
+            self.context, host, output_ready=self._output_ready,
+            pause_reading=self._pause_reading, resume_reading=self._flow_resumed,
+        )  # fmt: skip
         self.handler.conn.start(self.clock())
         self._arm_timer()
 
@@ -129,7 +132,7 @@ class AmqpProtocol(MachineProtocol):
             elif isinstance(event, HeartbeatTimedOut | HandshakeTimedOut | ProtocolHeaderRejected):
                 log.info("amqp.connection_dropped", peer=self.peer, reason=type(event).__name__)
 
-    # -- memory alarm: connection.blocked to clients that asked, and no more reads -----------
+    # -- memory alarm (connection.blocked to clients that asked, no reads), flow control -----
 
     def block(self) -> None:
         if self.handler is None or self.transport is None or self._closing:
@@ -144,6 +147,15 @@ class AmqpProtocol(MachineProtocol):
         self.handler.unblock()
         self.flush()
         self._resume_reading()
+
+    def _flow_resumed(self) -> None:
+        """Flow control let this publisher go (it paused with ``_pause_reading``, no
+        connection.blocked). While the memory alarm is raised the alarm takes it over instead,
+        and resumes it once the queues drain below the global limit."""
+        if self.alarm.alarmed:
+            self.alarm.published(self)
+        else:
+            self.unblock()
 
     # -- LiveConnection (shutdown) -----------------------------------------------------------
 

@@ -450,6 +450,26 @@ class MqttConnection:
             self._out.append(payload)
         return True
 
+    def send_encoded(self, header: bytes, payload: bytes) -> bool:
+        """Queue a PUBLISH whose header the caller encoded for this connection's version (a
+        QoS 0 header cached per message and version: fan-out encodes once). The caller vouches
+        for the header; this checks the state and the client's Maximum Packet Size, as
+        `send_publish` does. False when not sent (closed, or too large: counts as delivered
+        [MQTT-3.1.2-28])."""
+        state = self.state
+        if state is not _S.CONNECTED:
+            if state is _S.CLOSED:
+                return False
+            raise LocalProtocolError("PUBLISH before a successful CONNACK")
+        limit = self.client_maximum_packet_size
+        if limit is not None and len(header) + len(payload) > limit:
+            return False
+        out = self._out
+        out.append(header)
+        if payload:
+            out.append(payload)
+        return True
+
     def close(
         self,
         reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,

@@ -63,7 +63,8 @@ class MqttProtocol(MachineProtocol):
         )
         self.handler = ClientHandler(
             self.hub, self.conn, host, on_output=self._deliveries_ready,
-            close_transport=self._close_after_flush,
+            close_transport=self._close_after_flush, pause_reading=self._pause_reading,
+            resume_reading=self._flow_resumed,
         )  # fmt: skip
         self._arm_timer()
 
@@ -164,7 +165,7 @@ class MqttProtocol(MachineProtocol):
             self._linger = None
         super().connection_lost(exc)
 
-    # -- memory alarm: MQTT has no "blocked" packet, the publisher simply is not read ---------
+    # -- memory alarm, flow control: MQTT has no "blocked" packet, the client is not read ------
 
     def block(self) -> None:
         self._pause_reading()
@@ -172,6 +173,14 @@ class MqttProtocol(MachineProtocol):
     def unblock(self) -> None:
         if not self._closing:
             self._resume_reading()
+
+    def _flow_resumed(self) -> None:
+        """Flow control let this publisher go. While the memory alarm is raised the alarm
+        takes it over instead, and resumes it once the queues drain below the global limit."""
+        if self.alarm.alarmed:
+            self.alarm.published(self)
+        else:
+            self.unblock()
 
     # -- LiveConnection (shutdown) -----------------------------------------------------------
 

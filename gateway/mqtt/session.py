@@ -10,7 +10,7 @@ in-flight messages go out again with DUP and their original packet identifiers
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from gateway.core.consumers import Subscription as CoreSubscription
 from gateway.core.errors import CoreError
 from gateway.core.sinks import set_direct
 from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_5, Properties, SubscriptionOptions
+from gateway.mqtt.session_flow import forward_qos0
 from gateway.mqtt.topics import matches
 
 if TYPE_CHECKING:
@@ -89,27 +90,52 @@ class _Match:
 # ask for (the answer for the client's own messages) [MQTT-3.8.3-3].
 _Matches = tuple[_Match | None, _Match | None]
 _NO_MATCH: _Matches = (None, None)
+_NO_IDS: frozenset[int] = frozenset()
 
 
 class Session:
-    """Subscriptions, in-flight messages and QoS 2 state of one client id."""
+    """Subscriptions, in-flight messages and QoS 2 state of one client id.
+
+    Every connected client has one, most of them idle (issue 7, S7): slots, and what only some
+    sessions need (the queue name, QoS 2 state, the match cache) is made on first use.
+    """
+
+    __slots__ = (
+        "_inbound_qos2",
+        "_match_cache",
+        "_next_packet_id",
+        "_queue_name",
+        "_resume_due",
+        "attached_at",
+        "batching",
+        "client_id",
+        "core",
+        "dropped_deliveries",
+        "expires_at",
+        "expiry_interval",
+        "handler",
+        "hub",
+        "inflight",
+        "queue_declared",
+        "subscriptions",
+    )
 
     def __init__(self, hub: MqttHub, client_id: str, *, expiry_interval: int) -> None:
         self.hub = hub
         self.client_id = client_id
         self.expiry_interval = expiry_interval
-        self.queue_name = f"mqtt-subscription-{client_id}"
+        self._queue_name: str | None = None
         self.queue_declared = False
         self.subscriptions: dict[str, TopicSubscription] = {}  # by full filter ($share incl.)
         self.core: CoreSubscription | None = None  # consumer of the session queue
-        self.inflight: OrderedDict[int, Outbound] = OrderedDict()
-        self.inbound_qos2: set[int] = set()  # packet ids PUBREC'd, awaiting PUBREL
+        self.inflight: dict[int, Outbound] = {}  # by packet id, oldest first
+        self._inbound_qos2: set[int] | None = None
         self.handler: ClientHandler | None = None
         self.expires_at: float | None = None  # set while disconnected
         self.attached_at = 0.0  # when the current connection took the session
         self.dropped_deliveries = 0  # too large for the client, or No Local
         self._next_packet_id = 1
-        self._match_cache: dict[str, _Matches] = {}
+        self._match_cache: dict[str, _Matches] | None = None
         # While the handler works through one read, window space freed by acks is handed to
         # the queues once at the end (`end_batch`), not once per PUBACK.
         self.batching = False
@@ -120,6 +146,38 @@ class Session:
     @property
     def persistent(self) -> bool:
         return self.expiry_interval > 0
+
+    @property
+    def queue_name(self) -> str:
+        """`mqtt-subscription-<client id>`, the session queue (declared at the first
+        subscription)."""
+        name = self._queue_name
+        if name is None:
+            name = self._queue_name = f"mqtt-subscription-{self.client_id}"
+        return name
+
+    # -- inbound QoS 2 -------------------------------------------------------------------------
+
+    @property
+    def inbound_qos2(self) -> Set[int]:
+        """Packet ids PUBREC'd and awaiting PUBREL (read-only; see the methods below)."""
+        ids = self._inbound_qos2
+        return _NO_IDS if ids is None else ids
+
+    def hold_inbound_qos2(self, packet_id: int) -> None:
+        """A QoS 2 PUBLISH was routed: duplicates with this id are not routed again."""
+        ids = self._inbound_qos2
+        if ids is None:
+            ids = self._inbound_qos2 = set()
+        ids.add(packet_id)
+
+    def release_inbound_qos2(self, packet_id: int) -> bool:
+        """PUBREL: forget the id; False if it was not held."""
+        ids = self._inbound_qos2
+        if ids is None or packet_id not in ids:
+            return False
+        ids.discard(packet_id)
+        return True
 
     def attach(self, handler: ClientHandler) -> None:
         self.handler = handler
@@ -144,7 +202,7 @@ class Session:
     # -- subscriptions -----------------------------------------------------------------------
 
     def subscriptions_changed(self) -> None:
-        self._match_cache.clear()
+        self._match_cache = None
         self.update_direct()
         self.hub.session_changed(self)
 
@@ -169,12 +227,15 @@ class Session:
     def _match(self, topic: str, own: bool) -> _Match | None:
         """Subscriptions (not shared ones) that this topic matches, folded into one delivery:
         the highest QoS and every Subscription Identifier [MQTT-3.3.4-3, MQTT-3.3.4-5]."""
-        cached = self._match_cache.get(topic)
+        cache = self._match_cache
+        if cache is None:
+            cache = self._match_cache = {}
+        cached = cache.get(topic)
         if cached is None:
             cached = self._compute_match(topic)
-            if len(self._match_cache) >= _MATCH_CACHE_LIMIT:
-                self._match_cache.clear()
-            self._match_cache[topic] = cached
+            if len(cache) >= _MATCH_CACHE_LIMIT:
+                cache.clear()
+            cache[topic] = cached
         return cached[1] if own else cached[0]
 
     def _compute_match(self, topic: str) -> _Matches:
@@ -191,7 +252,11 @@ class Session:
 
     def can_accept(self) -> bool:
         handler = self.handler
-        return handler is not None and handler.writable and len(self.inflight) < handler.window
+        if handler is None:
+            # Store recovery taking back what was in flight (`restore_inflight`).
+            restoring = self.hub.restoring
+            return restoring is not None and restoring[0] is self and bool(restoring[1])
+        return handler.writable and len(self.inflight) < handler.window
 
     def cancelled_by_server(self) -> None:
         # The session queue or a shared queue was deleted (e.g. through the AMQP side).
@@ -247,8 +312,8 @@ class Session:
                 qos = min(view.qos, match.qos)
                 retain = view.retain and match.retain_as_published
                 identifiers = match.identifiers
-        if handler is None:  # pragma: no cover - can_accept() prevents it
-            delivery.queue.reject(delivery, requeue=True)
+        if handler is None:  # only while `restore_inflight` runs: can_accept() says so
+            self._take_back(delivery, view, retain, identifiers)
             return
         props = view.properties
         if handler.protocol_level == MQTT_5:
@@ -279,6 +344,11 @@ class Session:
             self._drop(delivery)
             return
         self.inflight[packet_id] = out
+        if self.expiry_interval > 0 and message.persistent and delivery.queue.durable:
+            # The store keeps the id with the message, for a resend after a restart.
+            store = hub.session_store
+            if store is not None:
+                store.sent(self.client_id, delivery.queue, delivery.entry.seq, packet_id, qos)
 
     def deliver_direct(self, queue: Queue, message: Message) -> bool:
         """QoS 0 straight to the client (``Queue._offer``'s direct path). False for what needs
@@ -315,7 +385,7 @@ class Session:
         else:
             props = EMPTY_PROPERTIES
         retain = view.retain and match.retain_as_published
-        if not handler.send_publish(view.topic, message.body, 0, retain, False, None, props):
+        if not forward_qos0(handler, view, message.body, retain, props):
             self.dropped_deliveries += 1
         return True
 
@@ -324,10 +394,13 @@ class Session:
         delivery.queue.ack(delivery)
 
     def _shared_subscription(self, delivery: Delivery) -> TopicSubscription | None:
-        if delivery.queue.name == self.queue_name:
-            return None
+        queue = delivery.queue
+        core = self.core
+        if core is not None and queue is core.queue:
+            return None  # the session queue
+        name = queue.name
         for sub in self.subscriptions.values():
-            if sub.shared_queue == delivery.queue.name:
+            if sub.shared_queue == name:
                 return sub
         return None
 
@@ -339,6 +412,46 @@ class Session:
             candidate = candidate + 1 if candidate < 0xFFFF else 1
         self._next_packet_id = candidate + 1 if candidate < 0xFFFF else 1
         return candidate
+
+    def restore_inflight(self, outbound: Iterable[tuple[int, int, int]]) -> None:
+        """Store recovery (session detached): the session queue's messages that were in
+        flight to the client, ``(seq, packet id, qos)`` in send order, go back in flight under
+        their packet ids; the client gets them first, with DUP, when it resumes the session
+        [MQTT-4.4.0-1, MQTT-4.6.0-1]. They are the head of the queue; the first entry that is
+        not one of them ends this (the rest go out as new deliveries, with new ids)."""
+        pending = {seq: (packet_id, qos) for seq, packet_id, qos in outbound}
+        if self.core is None or not pending:
+            return
+        hub = self.hub
+        hub.restoring = (self, pending)
+        try:
+            self.core.resume()
+        finally:
+            hub.restoring = None
+
+    def _take_back(
+        self, delivery: Delivery, view: MqttView, retain: bool, identifiers: tuple[int, ...]
+    ) -> None:
+        hub = self.hub
+        restoring = hub.restoring
+        found = None
+        if restoring is not None and restoring[0] is self and self.core is not None \
+                and delivery.queue is self.core.queue:  # fmt: skip
+            found = restoring[1].pop(delivery.entry.seq, None)
+        if found is None or found[0] in self.inflight:
+            # Not one that was in flight (or its id is taken): a new delivery later.
+            hub.restoring = None
+            delivery.queue.reject(delivery, requeue=True)
+            return
+        packet_id, qos = found
+        props = view.properties
+        expiry = remaining_expiry(view.expiry_interval, delivery.entry.enqueued_at, hub.clock())
+        if identifiers or expiry != props.message_expiry_interval:
+            props = _with_delivery_fields(props, identifiers, expiry)
+        self.inflight[packet_id] = Outbound(packet_id, view.topic, delivery.message.body, qos,
+                                            retain, props, delivery)  # fmt: skip
+        # New ids continue after the restored ones (and never take one in flight).
+        self._next_packet_id = packet_id + 1 if packet_id < 0xFFFF else 1
 
     # -- acknowledgements from the client ------------------------------------------------------
 

@@ -1,37 +1,38 @@
-"""Flow control for MQTT publishers (gateway/core/flow.py) through the shell's read gate.
+"""Flow on the MQTT side: QoS 0 forwarded on the direct path (core/sinks.py) with headers
+encoded once per message.
 
-A connection whose publishes reached a queue over its high watermark stops being read until
-that queue drains. MQTT has no "blocked" packet: the client simply is not read. The shell
-already offers what the memory alarm uses for exactly that, ``block()`` / ``unblock()``; the
-handler finds them on the shell object its callbacks are bound to.
+(Publishers are held through the shell's explicit ``pause_reading`` / ``resume_reading``
+hooks, which the listeners hand to ``ClientHandler``: see ``ClientHandler._flow_hit``.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-ReadGate = tuple[Callable[[], None], Callable[[], None]]
+from gateway.mqtt.packets import MQTT_5, Properties
+
+if TYPE_CHECKING:
+    from gateway.bridge.convert import MqttView
+    from gateway.mqtt.session_handler import ClientHandler
 
 
-def read_gate(callback: Callable[[], None]) -> ReadGate | None:
-    """``(pause, resume)`` for the shell that ``callback`` is a bound method of, or None when
-    it offers no ``block``/``unblock`` (then publishers are bounded by the memory alarm only).
+def forward_qos0(
+    handler: ClientHandler, view: MqttView, payload: bytes, retain: bool, properties: Properties
+) -> bool:
+    """Send a QoS 0 delivery of the direct path (``Session.deliver_direct``); False when the
+    client cannot take it (too large for it, or gone).
 
-    Resuming while the memory alarm is raised hands the connection to the alarm instead, which
-    resumes it when the queues drain below the global limit.
+    Where nothing about the PUBLISH is per-subscriber (no Subscription Identifier, so
+    ``properties`` is the view's own, and no outbound Topic Alias), the header is the one the
+    view caches per payload size, RETAIN and version: the bytes the publisher sent, with the
+    QoS 0 flags, encoded once for a whole fan-out (DESIGN.md section 9).
     """
-    shell: Any = getattr(callback, "__self__", None)
-    block = getattr(shell, "block", None)
-    unblock = getattr(shell, "unblock", None)
-    if not callable(block) or not callable(unblock):
-        return None
-    alarm = getattr(shell, "alarm", None)
-
-    def resume() -> None:
-        if alarm is not None and alarm.alarmed:
-            alarm.published(shell)
-        else:
-            unblock()
-
-    return block, resume
+    conn = handler.conn
+    v5 = handler.protocol_level == MQTT_5
+    if conn.client_topic_alias_maximum or (v5 and properties is not view.properties):
+        return handler.send_publish(view.topic, payload, 0, retain, False, None, properties)
+    sent = conn.send_encoded(view.qos0_header(len(payload), retain, v5), payload)
+    handler.on_output()
+    if sent:
+        handler.hub.stats["delivered"] += 1
+    return sent

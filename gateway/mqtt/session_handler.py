@@ -1,22 +1,24 @@
-"""One MQTT client connection on the core: CONNECT, PUBLISH, SUBSCRIBE and the QoS flows.
+"""One MQTT client connection on the core: CONNECT, PUBLISH and the QoS flows.
 
 The handler never touches a socket: it reads events from the sans-I/O `MqttConnection`, acts on
 the hub and the core, and writes packets back into the machine. The listener flushes
-`conn.data_to_send()` when `on_output` says there is something, once per loop turn.
+`conn.data_to_send()` when `on_output` says there is something, once per loop turn, and gives
+the handler its `pause_reading` / `resume_reading` hooks for flow control. SUBSCRIBE and
+UNSUBSCRIBE are in `session_subscribe`, acknowledgements that wait for the store's commit in
+`session_acks`.
+
+One handler lives per connection, most of them idle (issue 7, S7): slots, a class-level event
+table, and containers made on first use keep it small.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gateway.bridge.topics import RoutingKeyTooLong
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
-from gateway.mqtt.codec_errors import InvalidTopic
 from gateway.mqtt.connection import (
     ConnectTimedOut,
     Event,
@@ -41,21 +43,52 @@ from gateway.mqtt.packets import (
     ReasonCode,
     SubAck,
     Subscribe,
-    SubscriptionOptions,
     UnsubAck,
     Unsubscribe,
     Will,
 )
-from gateway.mqtt.session import Session, TopicSubscription
-from gateway.mqtt.session_flow import read_gate
+from gateway.mqtt.session import Session
+from gateway.mqtt.session_acks import Held, HeldAcks, written, written_since
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
-from gateway.mqtt.topics import parse_shared_subscription, validate_topic_filter
+from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
+
+__all__ = ["ClientHandler", "shared_queue_name"]
 
 _SUCCESS = ReasonCode.SUCCESS
 
 
 class ClientHandler:
-    """Per-connection MQTT logic; the session it attaches to may outlive it."""
+    """Per-connection MQTT logic; the session it attaches to may outlive it.
+
+    ``pause_reading`` / ``resume_reading`` stop and restart reading the client's socket: flow
+    control (core/flow.py) holds a publisher whose PUBLISHes reach a backed-up queue. Without
+    them the publisher is bounded by queue limits and the memory alarm only.
+    """
+
+    __slots__ = (
+        "_alias_limit",
+        "_aliases_out",
+        "_connack_held",
+        "_counted",
+        "_flow",
+        "_held",
+        "_pause_reading",
+        "_resume_reading",
+        "_socket_writable",
+        "client_id",
+        "close_transport",
+        "closed",
+        "conn",
+        "hub",
+        "on_output",
+        "peer_host",
+        "protocol_level",
+        "session",
+        "username",
+        "will",
+        "window",
+        "writable",
+    )
 
     def __init__(
         self,
@@ -65,12 +98,16 @@ class ClientHandler:
         *,
         on_output: Callable[[], None],
         close_transport: Callable[[], None],
+        pause_reading: Callable[[], None] | None = None,
+        resume_reading: Callable[[], None] | None = None,
     ) -> None:
         self.hub = hub
         self.conn = conn
         self.peer_host = peer_host
-        self._on_output = on_output
-        self._close_transport = close_transport
+        self.on_output = on_output
+        self.close_transport = close_transport
+        self._pause_reading = pause_reading
+        self._resume_reading = resume_reading
         self.writable = True
         self.window = hub.settings.max_inflight
         self.protocol_level = 4
@@ -80,41 +117,23 @@ class ClientHandler:
         self.will: Will | None = None
         self.closed = False
         self._counted = False
-        self._aliases_out: dict[str, int] = {}
+        self._aliases_out: dict[str, int] | None = None  # made by the first aliased PUBLISH
         self._alias_limit = 0
-        # PUBACK/PUBREC waiting for the store's commit, in PUBLISH order [MQTT-4.6.0-2]:
-        # (record number to wait for, 0 for one held only to keep the order; the packet).
-        # CONNACK/SUBACK/UNSUBACK of a stored session change wait the same way, as a callable
-        # that sends them (and what must follow them).
-        self._held: deque[tuple[int, PubAck | PubRec | Callable[[], None]]] = deque()
+        # Acknowledgements waiting for the store's commit (session_acks.py), made when the
+        # first one has to wait.
+        self._held: HeldAcks | None = None
         # While a CONNACK waits for its commit nothing is delivered; the socket's own state.
         self._connack_held = False
         self._socket_writable = True
         # Flow control (core/flow.py), made when a publish first reaches a backed-up queue.
         self._flow: PublisherFlow | None = None
-        # What each machine event means here: one dict lookup per packet.
-        self._dispatch: dict[type[Event], Callable[[Any], None]] = {
-            Publish: self._on_publish,
-            PubAck: self._on_puback,
-            PubRec: self._on_pubrec,
-            PubRel: self._on_pubrel,
-            PubComp: self._on_pubcomp,
-            Subscribe: self._on_subscribe,
-            Unsubscribe: self._on_unsubscribe,
-            Connect: self._on_connect,
-            Disconnect: self._on_disconnect,
-            Auth: self._on_auth,
-            KeepaliveExpired: self._on_gone,
-            ConnectTimedOut: self._on_gone,
-            ProtocolViolation: self._on_gone,
-        }
 
     # -- output ------------------------------------------------------------------------------
 
     def send(self, packet: ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck
              ) -> None:  # fmt: skip
         self.conn.send(packet)
-        self._on_output()
+        self.on_output()
 
     def send_publish(
         self,
@@ -130,6 +149,8 @@ class ClientHandler:
         new_alias: str | None = None
         if self._alias_limit:
             aliases = self._aliases_out
+            if aliases is None:
+                aliases = self._aliases_out = {}
             alias = aliases.get(topic)
             if alias is not None:
                 properties = _replace_alias(properties, alias)
@@ -142,9 +163,9 @@ class ClientHandler:
             topic, payload, qos=qos, retain=retain, dup=dup, packet_id=packet_id,
             properties=properties,
         )  # fmt: skip
-        self._on_output()
+        self.on_output()
         if sent:
-            if new_alias is not None:
+            if new_alias is not None and self._aliases_out is not None:
                 # Only a mapping the client actually received may be relied on later.
                 self._aliases_out[new_alias] = len(self._aliases_out) + 1
             self.hub.stats["delivered"] += 1
@@ -160,7 +181,7 @@ class ClientHandler:
     # -- events ------------------------------------------------------------------------------
 
     def handle_events(self, events: list[Event]) -> None:
-        dispatch = self._dispatch
+        dispatch = _DISPATCH
         hits = self.hub.broker.flow.hits
         if hits:
             hits.clear()  # reached by earlier publishes, not by this batch
@@ -169,14 +190,14 @@ class ClientHandler:
             for event in events:
                 if self.closed:
                     return
-                dispatch[type(event)](event)
+                dispatch[type(event)](self, event)
         else:
             session.batching = True
             try:
                 for event in events:
                     if self.closed:
                         break
-                    dispatch[type(event)](event)
+                    dispatch[type(event)](self, event)
             finally:
                 session.end_batch()
         if hits:
@@ -187,15 +208,15 @@ class ClientHandler:
         core_flow = self.hub.broker.flow
         flow = self._flow
         if flow is None and not self.closed:
-            gate = read_gate(self._close_transport)
+            pause, resume = self._pause_reading, self._resume_reading
             session = self.session
-            if gate is not None and session is not None:
+            if pause is not None and resume is not None and session is not None:
                 flow = self._flow = PublisherFlow(
-                    core_flow, session, pause=gate[0], resume=gate[1],
+                    core_flow, session, pause=pause, resume=resume,
                     subscriptions=session.core_subscriptions,
                 )  # fmt: skip
         if flow is None or self.closed:
-            core_flow.hits.clear()  # no way to pause (WebSocket), or closing anyway
+            core_flow.hits.clear()  # no way to pause, or closing anyway
             return
         flow.after_batch()
 
@@ -208,7 +229,7 @@ class ClientHandler:
             self.session.pubcomp(packet.packet_id)
 
     def _on_auth(self, packet: Auth) -> None:
-        self._fail(ReasonCode.PROTOCOL_ERROR)  # enhanced authentication is not offered
+        self.fail(ReasonCode.PROTOCOL_ERROR)  # enhanced authentication is not offered
 
     def _on_gone(self, event: KeepaliveExpired | ConnectTimedOut | ProtocolViolation) -> None:
         self._finish()  # the machine already said what the protocol allows
@@ -217,9 +238,9 @@ class ClientHandler:
 
     def _refuse(self, code: ReasonCode) -> None:
         self.conn.send(ConnAck(False, code))
-        self._on_output()
+        self.on_output()
         self.closed = True
-        self._close_transport()
+        self.close_transport()
 
     def _on_connect(self, connect: Connect) -> None:
         hub = self.hub
@@ -277,7 +298,7 @@ class ClientHandler:
             expiry = 0 if connect.clean_start else settings.max_session_expiry
         capped = min(expiry, settings.max_session_expiry)
 
-        written = self._written()
+        before = written(hub.broker)
         old = hub.sessions.get(client_id)
         if old is not None and old.handler is not None:
             old.handler.taken_over()
@@ -323,7 +344,7 @@ class ClientHandler:
                 ),
             )
         connack = ConnAck(session_present, _SUCCESS, props)
-        wait_for = self._written_since(written)
+        wait_for = written_since(hub.broker, before)
         if not wait_for:
             self.send(connack)
             if session_present:
@@ -341,7 +362,7 @@ class ClientHandler:
                 self._resend_inflight(session)
             self.set_writable(self._socket_writable)
 
-        self._ack(connack_committed, wait_for)
+        self.ack(connack_committed, wait_for)
 
     def _resend_inflight(self, session: Session) -> None:
         for out in list(session.inflight.values()):
@@ -356,7 +377,7 @@ class ClientHandler:
         if self.closed:
             return
         self.conn.close(ReasonCode.SESSION_TAKEN_OVER)
-        self._on_output()
+        self.on_output()
         self._finish()
 
     # -- PUBLISH -----------------------------------------------------------------------------
@@ -367,13 +388,14 @@ class ClientHandler:
         qos = publish.qos
         packet_id = publish.packet_id
         if qos == 2:
+            assert packet_id is not None  # the codec requires one for QoS > 0
             inbound = session.inbound_qos2
             if packet_id in inbound:
-                self._ack(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
+                self.ack(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
                 return
             if self.protocol_level == MQTT_5 and len(inbound) >= self.hub.settings.max_inflight:
                 # More unfinished QoS 2 exchanges than the Receive Maximum we advertised (3.3.4).
-                self._fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
+                self.fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
                 return
         if publish.properties.payload_format_indicator == 1:
             try:
@@ -387,7 +409,7 @@ class ClientHandler:
                 return
         # QoS 1/2 messages are persistent: one the store records is acked after its commit.
         barrier = self.hub.broker.commit_barrier if qos else None
-        written = 0 if barrier is None else barrier.written
+        before = 0 if barrier is None else barrier.written
         try:
             result = self.hub.route_publish(publish, self.client_id)
         except PublishRefused as exc:
@@ -404,24 +426,24 @@ class ClientHandler:
             else:
                 # 3.1.1 cannot say "not taken": closing makes the client send it again later
                 # (DESIGN.md section 5).
-                self._fail(ReasonCode.QUOTA_EXCEEDED)
+                self.fail(ReasonCode.QUOTA_EXCEEDED)
             return
         code = _SUCCESS if result.routed else ReasonCode.NO_MATCHING_SUBSCRIBERS
         if self.protocol_level != MQTT_5:
             code = _SUCCESS
         assert packet_id is not None
         if qos == 2:
-            session.inbound_qos2.add(packet_id)
+            session.hold_inbound_qos2(packet_id)
             self.hub.session_changed(session)  # a persistent session stores the id first
         wait_for = 0
-        if barrier is not None and barrier.written != written:
+        if barrier is not None and barrier.written != before:
             wait_for = barrier.written
         if qos == 1:
-            self._ack(PubAck(packet_id, code), wait_for)
+            self.ack(PubAck(packet_id, code), wait_for)
         else:
-            self._ack(PubRec(packet_id, code), wait_for)
+            self.ack(PubRec(packet_id, code), wait_for)
 
-    def _ack(self, packet: PubAck | PubRec | Callable[[], None], wait_for: int = 0) -> None:
+    def ack(self, packet: Held, wait_for: int = 0) -> None:
         """Send now, or hold until the store commits record ``wait_for`` (and whatever is
         held before it)."""
         held = self._held
@@ -431,37 +453,9 @@ class ClientHandler:
             else:
                 self.send(packet)
             return
-        held.append((wait_for, packet))
-        if len(held) == 1:
-            barrier = self.hub.broker.commit_barrier
-            assert barrier is not None
-            barrier.after_commit(wait_for, self._committed)
-
-    def _committed(self) -> None:
-        held = self._held
-        if self.closed or not held:
-            return
-        barrier = self.hub.broker.commit_barrier
-        # No barrier any more: the store closed, which commits everything first.
-        committed = barrier.committed if barrier is not None else held[-1][0]
-        while held and held[0][0] <= committed and not self.closed:
-            item = held.popleft()[1]
-            if callable(item):
-                item()
-            else:
-                self.conn.send(item)
-        self._on_output()
-        if held and barrier is not None:
-            barrier.after_commit(held[0][0], self._committed)
-
-    def _written(self) -> int:
-        barrier = self.hub.broker.commit_barrier
-        return 0 if barrier is None else barrier.written
-
-    def _written_since(self, written: int) -> int:
-        """The record to wait for when the store was handed records since ``written``."""
-        now = self._written()
-        return now if now != written else 0
+        if held is None:
+            held = self._held = HeldAcks(self)
+        held.add(wait_for, packet)
 
     def _publish_refused(self, publish: Publish, code: ReasonCode, text: str) -> None:
         """A PUBLISH the gateway will not take, answered as Mosquitto does: QoS 1/2 get their
@@ -480,8 +474,7 @@ class ClientHandler:
     def _on_pubrel(self, pubrel: PubRel) -> None:
         session = self.session
         assert session is not None
-        if pubrel.packet_id in session.inbound_qos2:
-            session.inbound_qos2.discard(pubrel.packet_id)
+        if session.release_inbound_qos2(pubrel.packet_id):
             self.hub.session_changed(session)
             self.send(PubComp(pubrel.packet_id))
         else:
@@ -501,138 +494,6 @@ class ClientHandler:
                 _SUCCESS  # fmt: skip
             self.send(PubRel(pubrec.packet_id, code))
 
-    # -- SUBSCRIBE ---------------------------------------------------------------------------
-
-    def _on_subscribe(self, packet: Subscribe) -> None:
-        session = self.session
-        assert session is not None
-        identifiers = packet.properties.subscription_identifiers
-        identifier = identifiers[0] if identifiers else None
-        written = self._written()
-        codes: list[ReasonCode] = []
-        retained_for: list[tuple[str, str]] = []
-        for full_filter, options in packet.subscriptions:
-            try:
-                validate_topic_filter(full_filter)
-                group, topic_filter = parse_shared_subscription(full_filter)
-                key = self.hub.translator.filter_to_binding_key(topic_filter)
-            except (InvalidTopic, RoutingKeyTooLong):
-                codes.append(ReasonCode.TOPIC_FILTER_INVALID)
-                continue
-            if group is not None and options.no_local:
-                self._fail(ReasonCode.PROTOCOL_ERROR)  # [MQTT-3.8.3-4]
-                return
-            qos = min(options.qos, 2)
-            options = SubscriptionOptions(qos, options.no_local, options.retain_as_published,
-                                          options.retain_handling)  # fmt: skip
-            existed = full_filter in session.subscriptions
-            try:
-                if group is None:
-                    self._subscribe_plain(session, full_filter, topic_filter, key, options,
-                                          identifier)  # fmt: skip
-                else:
-                    self._subscribe_shared(session, full_filter, group, topic_filter, key,
-                                           options, identifier)  # fmt: skip
-            except RoutingKeyTooLong:
-                # A mapping rule's template made a binding key over 255 bytes.
-                codes.append(ReasonCode.TOPIC_FILTER_INVALID)
-                continue
-            except CoreError:
-                codes.append(ReasonCode.UNSPECIFIED_ERROR)
-                continue
-            codes.append(ReasonCode(qos))
-            if group is None and (
-                options.retain_handling == 0 or (options.retain_handling == 1 and not existed)
-            ):
-                retained_for.append((full_filter, topic_filter))
-        session.subscriptions_changed()
-        suback = SubAck(packet.packet_id, tuple(codes))
-
-        def send_suback() -> None:
-            self.send(suback)
-            for full_filter, topic_filter in retained_for:
-                self.hub.send_retained(session, full_filter, topic_filter)
-
-        # A persistent session's subscriptions are acknowledged once they are on disk.
-        self._ack(send_suback, self._written_since(written))
-
-    def _subscribe_plain(
-        self,
-        session: Session,
-        full_filter: str,
-        topic_filter: str,
-        key: str,
-        options: SubscriptionOptions,
-        identifier: int | None,
-    ) -> None:
-        hub = self.hub
-        hub.ensure_session_queue(session)
-        bindings = hub.topic_map.bindings(topic_filter, key)
-        hub.bind_all(session.queue_name, bindings, session)
-        session.subscriptions[full_filter] = TopicSubscription(
-            topic_filter, options, identifier, key,
-            match_filter=hub.match_filter(topic_filter, key), bindings=bindings,
-        )  # fmt: skip
-
-    def _subscribe_shared(
-        self,
-        session: Session,
-        full_filter: str,
-        group: str,
-        topic_filter: str,
-        key: str,
-        options: SubscriptionOptions,
-        identifier: int | None,
-    ) -> None:
-        hub = self.hub
-        existing = session.subscriptions.get(full_filter)
-        if existing is not None and existing.core is not None and existing.core.active:
-            existing.options = options
-            existing.identifier = identifier
-            return
-        queue_name = shared_queue_name(group, key)
-        bindings = hub.topic_map.bindings(topic_filter, key)
-        hub.vhost.declare_queue(queue_name, auto_delete=True, arguments=hub.queue_arguments())
-        hub.bind_all(queue_name, bindings, None)
-        sub = TopicSubscription(topic_filter, options, identifier, key, group, queue_name,
-                                match_filter=hub.match_filter(topic_filter, key),
-                                bindings=bindings)  # fmt: skip
-        session.subscriptions[full_filter] = sub
-        sub.core = hub.vhost.consume(
-            queue_name, session, tag=f"mqtt-{session.client_id}-{full_filter}", no_ack=False,
-            owner=session,
-        )  # fmt: skip
-
-    def _on_unsubscribe(self, packet: Unsubscribe) -> None:
-        session = self.session
-        assert session is not None
-        hub = self.hub
-        written = self._written()
-        codes: list[ReasonCode] = []
-        for full_filter in packet.topic_filters:
-            sub = session.subscriptions.pop(full_filter, None)
-            if sub is None:
-                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
-                continue
-            codes.append(_SUCCESS)
-            if sub.core is not None:
-                if sub.core.active:
-                    sub.core.cancel(requeue_unacked=True)
-                continue
-            for exchange, key in sub.bindings or ((hub.settings.exchange, sub.binding_key),):
-                still_bound = any(
-                    (exchange, key) in other.bindings and other.share_group is None
-                    for other in session.subscriptions.values()
-                )
-                if not still_bound and session.queue_declared:
-                    # The queue or exchange may have been deleted from the AMQP side.
-                    with contextlib.suppress(CoreError):
-                        hub.vhost.unbind_queue(session.queue_name, exchange, key,
-                                               owner=session)  # fmt: skip
-        session.subscriptions_changed()
-        unsuback = UnsubAck(packet.packet_id, tuple(codes))
-        self._ack(lambda: self.send(unsuback), self._written_since(written))
-
     # -- endings -----------------------------------------------------------------------------
 
     def _on_disconnect(self, packet: Disconnect) -> None:
@@ -645,11 +506,11 @@ class ClientHandler:
             self.will = None  # a normal DISCONNECT discards the will [MQTT-3.14.4-3]
         self._finish()
 
-    def _fail(self, code: ReasonCode, text: str | None = None) -> None:
+    def fail(self, code: ReasonCode, text: str | None = None) -> None:
         """Close the connection; MQTT 5 clients get DISCONNECT with the reason code."""
         props = EMPTY_PROPERTIES if text is None else Properties(reason_string=text)
         self.conn.close(code, props)
-        self._on_output()
+        self.on_output()
         self._finish()
 
     def shutdown(self) -> None:
@@ -657,7 +518,7 @@ class ClientHandler:
         if self.closed:
             return
         self.conn.close(ReasonCode.SERVER_SHUTTING_DOWN)
-        self._on_output()
+        self.on_output()
         self._finish()
 
     def connection_lost(self) -> None:
@@ -682,14 +543,25 @@ class ClientHandler:
         if self._counted:
             self.hub.connections -= 1
             self._counted = False
-        self._close_transport()
+        self.close_transport()
 
 
-def shared_queue_name(group: str, key: str) -> str:
-    name = f"mqtt-shared-{group}-{key}"
-    if len(name.encode()) > 255:
-        name = "mqtt-shared-" + hashlib.sha256(f"{group}\x00{key}".encode()).hexdigest()
-    return name
+# What each machine event means: one dict lookup per packet, and no per-connection table.
+_DISPATCH: dict[type[Event], Callable[[ClientHandler, Any], None]] = {
+    Publish: ClientHandler._on_publish,
+    PubAck: ClientHandler._on_puback,
+    PubRec: ClientHandler._on_pubrec,
+    PubRel: ClientHandler._on_pubrel,
+    PubComp: ClientHandler._on_pubcomp,
+    Subscribe: on_subscribe,
+    Unsubscribe: on_unsubscribe,
+    Connect: ClientHandler._on_connect,
+    Disconnect: ClientHandler._on_disconnect,
+    Auth: ClientHandler._on_auth,
+    KeepaliveExpired: ClientHandler._on_gone,
+    ConnectTimedOut: ClientHandler._on_gone,
+    ProtocolViolation: ClientHandler._on_gone,
+}
 
 
 def _replace_alias(props: Properties, alias: int) -> Properties:

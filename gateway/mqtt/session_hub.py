@@ -14,7 +14,7 @@ import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.bridge.convert import (
     A_CLIENT,
@@ -41,6 +41,9 @@ from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish, ReasonCo
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Outbound, Session, TopicSubscription
 from gateway.store.mqtt_sessions import StoredSession
+
+if TYPE_CHECKING:
+    from gateway.core.queues import Queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,8 @@ class SessionStore(Protocol):
     def saved(self, session: Session) -> None: ...
 
     def discarded(self, client_id: str) -> None: ...
+
+    def sent(self, client_id: str, queue: Queue, seq: int, packet_id: int, qos: int) -> None: ...
 
 
 class WillStore(Protocol):
@@ -133,6 +138,9 @@ class MqttHub:
         self.session_store: SessionStore | None = None
         self.will_store: WillStore | None = None
         self._stored_sessions: set[str] = set()
+        # While store recovery hands a session its in-flight messages back
+        # (`Session.restore_inflight`): that session and {queue seq: (packet id, qos)}.
+        self.restoring: tuple[Session, dict[int, tuple[int, int]]] | None = None
         self.retained: RetainedStore[RetainedValue] = RetainedStore(
             max_count=settings.retained_max_count, max_bytes=settings.retained_max_bytes
         )
@@ -286,7 +294,8 @@ class MqttHub:
                 sub.topic_filter, sub.subscription_options, sub.identifier, sub.binding_key,
                 match_filter=sub.match_filter, bindings=sub.bindings,
             )  # fmt: skip
-        session.inbound_qos2.update(stored.inbound_qos2)
+        for packet_id in stored.inbound_qos2:
+            session.hold_inbound_qos2(packet_id)
         for packet_id in stored.outbound_pubrel:
             # PUBREC'd before the restart: the reconnecting client gets its PUBREL first.
             session.inflight[packet_id] = Outbound(packet_id, "", b"", 2, False,
@@ -301,6 +310,7 @@ class MqttHub:
             )  # fmt: skip
             session.core.pushback = False  # offline: holds no publishers (core/flow.py)
             self._set_offline_policy(session, offline=True)
+            session.restore_inflight(stored.outbound)
         session.expires_at = stored.expires_at
         if stored.expires_at is not None:
             self._schedule(stored.expires_at, "expiry", client_id)

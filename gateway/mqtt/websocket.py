@@ -2,6 +2,8 @@
 
 aiohttp does the HTTP upgrade and framing; each binary frame is fed to the same sans-I/O machine
 and handler as a TCP connection (an MQTT packet may span frames, or a frame hold several).
+Flow control holds a publisher as on TCP: its next frame is not read until the queues it fed
+drain (aiohttp then stops reading the socket once its own small buffer is full).
 """
 
 from __future__ import annotations
@@ -33,9 +35,13 @@ class _WsConnection:
             now=hub.clock(),
         )
         self.handler = ClientHandler(
-            hub, self.conn, peer_host, on_output=self._output_ready, close_transport=self._close
-        )
+            hub, self.conn, peer_host, on_output=self._output_ready, close_transport=self._close,
+            pause_reading=self._pause_reading, resume_reading=self._resume_reading,
+        )  # fmt: skip
         self._has_output = asyncio.Event()
+        # Set while frames may be read; flow control clears it to hold a publisher.
+        self.readable = asyncio.Event()
+        self.readable.set()
         self._closing = False
 
     def _output_ready(self) -> None:
@@ -44,6 +50,14 @@ class _WsConnection:
     def _close(self) -> None:
         self._closing = True
         self._has_output.set()
+        self.readable.set()  # a held reader must see the close
+
+    def _pause_reading(self) -> None:
+        if not self._closing:
+            self.readable.clear()
+
+    def _resume_reading(self) -> None:
+        self.readable.set()
 
     async def writer(self) -> None:
         while True:
@@ -66,6 +80,9 @@ class _WsConnection:
             deadline = self.conn.get_timer()
             delay = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.hub.clock()))
             await asyncio.sleep(delay)
+            if not self.readable.is_set():
+                # Not reading is our doing: the client's PINGREQs wait unread.
+                self.conn.reset_keepalive(self.hub.clock())
             events = self.conn.handle_timer(self.hub.clock())
             if events:
                 self.handler.handle_events(events)
@@ -130,6 +147,10 @@ class MqttWebSocketServer:
                     if live.conn.closed:
                         live._close()
                         break
+                    if not live.readable.is_set():
+                        await live.readable.wait()  # held by flow control
+                        if live._closing:
+                            break
                 elif msg.type in (WSMsgType.TEXT,):
                     # MQTT over WebSocket is binary only [MQTT-6.0.0-1].
                     live.conn.close()

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any, TypeVar
 
 from gateway.core.broker import Broker
+from gateway.core.flow import FlowControl
 from gateway.core.users import User, UserDatabase, hash_password
 from gateway.mqtt.codec import PacketDecoder, encode
 from gateway.mqtt.connection import MqttConnection
@@ -49,10 +50,15 @@ class World:
     """One gateway's MQTT side: broker, users, hub; `advance` runs due timers as the app does."""
 
     def __init__(
-        self, users: tuple[User, ...] = (), *, default_guest: bool = True, **settings: Any
+        self,
+        users: tuple[User, ...] = (),
+        *,
+        default_guest: bool = True,
+        flow: FlowControl | None = None,
+        **settings: Any,
     ) -> None:
         self.clock = FakeClock()
-        self.broker = Broker(self.clock)
+        self.broker = Broker(self.clock, flow=flow)
         self.users = UserDatabase(
             users, default_guest=default_guest, guest_password_hash=GUEST_HASH
         )
@@ -70,7 +76,8 @@ class World:
 class Client(PacketClient):
     """One connection: `send` feeds encoded packets to the server machine, `received` decodes
     what the server wrote. A transport close by the server ends the connection like the
-    listener's `connection_lost` does."""
+    listener's `connection_lost` does. `reading` is what flow control made of the socket's
+    reading (the listener's `pause_reading` / `resume_reading`); `send` does not look at it."""
 
     def __init__(self, world: World, version: int, peer: str) -> None:
         self.world = world
@@ -79,15 +86,25 @@ class Client(PacketClient):
         self.conn = MqttConnection(
             max_packet_size=settings.max_packet_size, connect_timeout=10.0, now=world.clock()
         )
+        self.reading = True
+        self.resumes = 0
         self.handler = ClientHandler(
-            world.hub, self.conn, peer, on_output=lambda: None, close_transport=self._close
-        )
+            world.hub, self.conn, peer, on_output=lambda: None, close_transport=self._close,
+            pause_reading=self._pause_reading, resume_reading=self._resume_reading,
+        )  # fmt: skip
         self.decoder = PacketDecoder(protocol_level=version)
         self.transport_closed = False
         self._inbox: deque[Packet] = deque()
 
     def _close(self) -> None:
         self.transport_closed = True
+
+    def _pause_reading(self) -> None:
+        self.reading = False
+
+    def _resume_reading(self) -> None:
+        self.reading = True
+        self.resumes += 1
 
     def send(self, *packets: Packet) -> None:
         self.send_bytes(b"".join(encode(packet, self.version) for packet in packets))

@@ -201,6 +201,8 @@ def test_acks_of_one_read_reopen_the_window_with_one_dispatch(
         original(self)
 
     monkeypatch.setattr(Queue, "dispatch", counting)
-    sub.send(*(PubAck(p.packet_id) for p in first))  # one read, two PUBACKs
+    ids = [p.packet_id for p in first if p.packet_id is not None]
+    assert len(ids) == 2
+    sub.send(*(PubAck(packet_id) for packet_id in ids))  # one read, two PUBACKs
     assert dispatches == 1
     assert [p.payload for p in sub.publishes()] == [b"2", b"3"]

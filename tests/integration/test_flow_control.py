@@ -4,6 +4,8 @@ subscriber reads again every message that was published arrives (QoS 0 included)
 
 from __future__ import annotations
 
+import base64
+import os
 import socket
 import struct
 import threading
@@ -156,6 +158,61 @@ def test_slow_mqtt_subscriber_stalls_mqtt_publisher_and_loses_nothing(
         sender.join(TIMEOUT)
         assert sender.error is None
         assert gateway_state(gateway)[2] == 0
+    finally:
+        pub.close()
+        sub.close()
+
+
+# -- MQTT over WebSocket publisher -> MQTT subscriber ---------------------------------------------
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """One masked binary frame, as a browser client sends it."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x82, 0x80 | size])
+    elif size < 65536:
+        head = bytes([0x82, 0x80 | 126]) + struct.pack(">H", size)
+    else:
+        head = bytes([0x82, 0x80 | 127]) + struct.pack(">Q", size)
+    masked = bytes(a ^ b for a, b in zip(payload, (mask * (size // 4 + 1))[:size], strict=True))
+    return head + mask + masked
+
+
+def ws_publisher(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: mqtt\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert b" 101 " in response.split(b"\r\n")[0], response
+    sock.sendall(ws_frame(encode(Connect("flow-ws-pub", protocol_level=4, clean_start=True), 4)))
+    assert recv_exactly(sock, 6)[2:3] == b"\x20"  # a 4-byte CONNACK in a 2-byte frame header
+    return sock
+
+
+def test_slow_mqtt_subscriber_stalls_websocket_publisher_and_loses_nothing(
+    gateway: RunningGateway,
+) -> None:
+    sub = subscriber(gateway.mqtt_port)
+    pub = ws_publisher(gateway.ws_port)
+    batch = ws_frame(encode(Publish(TOPIC, PAYLOAD, 0, False, False, None), 4) * BATCH)
+    sender = Sender(pub, batch, BATCH, COUNT)
+    sender.start()
+    try:
+        assert wait_stalled(sender) < COUNT
+        _, ready, dropped = gateway_state(gateway)
+        assert ready <= BOUND
+        assert dropped == 0
+        assert count_publishes(sub, COUNT) == COUNT
+        sender.join(TIMEOUT)
+        assert sender.error is None
     finally:
         pub.close()
         sub.close()

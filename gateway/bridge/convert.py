@@ -114,6 +114,47 @@ def _amqp_properties(
     )
 
 
+# _PLAIN by qos * 2 + retain, for the hub's cached routes.
+_PLAIN_BY_INDEX: tuple[AmqpProperties, ...] = tuple(
+    _PLAIN[(qos, retain)] for qos in (0, 1, 2) for retain in (False, True)
+)
+
+
+def plain_views(topic: str) -> tuple[MqttView, ...]:
+    """The shared views of property-less MQTT publishes to ``topic``, by qos * 2 + retain:
+    a publisher's hub caches them per topic, so no per-message view look-up remains."""
+    return tuple(
+        MqttView(topic, qos, retain, EMPTY_PROPERTIES, None)
+        for qos in (0, 1, 2)
+        for retain in (False, True)
+    )
+
+
+def message_from_plain_publish(
+    exchange: str,
+    routing_key: str,
+    topic: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    client_id: str,
+    views: tuple[MqttView, ...],
+) -> Message:
+    """`message_from_publish` for a PUBLISH without properties, all arguments positional
+    and the views from `plain_views(topic)`: the ingest hot path (same result)."""
+    index = qos * 2 + retain
+    annotations: dict[str, object] = {
+        A_TOPIC: topic,
+        A_QOS: qos,
+        A_RETAIN: retain,
+        A_CLIENT: client_id,
+        A_VIEW: views[index],
+    }
+    return message_with_properties(
+        exchange, routing_key, payload, _PLAIN_BY_INDEX[index], annotations, qos > 0, None
+    )
+
+
 def message_from_publish(
     publish: Publish,
     *,

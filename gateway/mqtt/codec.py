@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from gateway.mqtt.codec_decode import DECODERS
+from gateway.mqtt.codec_decode import DECODERS, TOPIC_NAMES
 from gateway.mqtt.codec_encode import encode, encode_publish, encode_publish_header
 from gateway.mqtt.codec_errors import (
     InvalidTopic,
@@ -21,7 +21,7 @@ from gateway.mqtt.codec_errors import (
 )
 from gateway.mqtt.codec_primitives import MAX_VBI
 from gateway.mqtt.codec_tables import REQUIRED_FLAGS
-from gateway.mqtt.packets import Connect, Packet, PacketType
+from gateway.mqtt.packets import MQTT_5, Connect, Packet, PacketType
 
 __all__ = [
     "InvalidTopic",
@@ -29,6 +29,7 @@ __all__ = [
     "MqttError",
     "PacketDecoder",
     "PacketTooLarge",
+    "PlainPublish",
     "ProtocolError",
     "UnsupportedProtocolVersion",
     "encode",
@@ -37,6 +38,11 @@ __all__ = [
 ]
 
 _PUBLISH = PacketType.PUBLISH
+_PLAIN_FIRST = 0x30  # PUBLISH, QoS 0, no DUP, no RETAIN
+
+# A QoS 0 PUBLISH without DUP, RETAIN or properties as (topic, payload): `feed_plain` yields
+# it for topics seen before, so a server's ingest path builds no `Publish` per message.
+PlainPublish = tuple[str, bytes]
 _CONNECT = PacketType.CONNECT
 
 
@@ -64,6 +70,15 @@ class PacketDecoder:
         self._need = 0  # bytes needed before another packet can complete
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
+        return cast("list[Packet]", self._feed(data, False))
+
+    def feed_plain(self, data: bytes | bytearray | memoryview) -> list[Packet | PlainPublish]:
+        """`feed`, but a QoS 0 PUBLISH without DUP, RETAIN or properties, to a topic name
+        seen before, comes out as a `PlainPublish` tuple instead of a `Publish`."""
+        return self._feed(data, True)
+
+    def _feed(self, data: bytes | bytearray | memoryview, plain: bool
+              ) -> list[Packet | PlainPublish]:  # fmt: skip
         if self.error is not None:
             raise self.error
         if self._buffered:
@@ -78,16 +93,17 @@ class PacketDecoder:
             self._buffered = 0
         elif type(data) is not bytes:
             data = bytes(data)
-        packets: list[Packet] = []
+        packets: list[Packet | PlainPublish] = []
         try:
-            self._decode_into(data, packets)
+            self._decode_into(data, packets, plain)
         except MqttError as exc:
             self.error = exc
             if not packets:
                 raise
         return packets
 
-    def _decode_into(self, data: bytes, packets: list[Packet]) -> None:
+    def _decode_into(self, data: bytes, packets: list[Packet | PlainPublish], plain: bool
+                     ) -> None:  # fmt: skip
         size = len(data)
         pos = 0
         version = self.protocol_level
@@ -119,6 +135,21 @@ class PacketDecoder:
             if end > size:
                 self._keep(data, pos, total)
                 return
+            if first == _PLAIN_FIRST and plain and version is not None and remaining >= 2:
+                # The ingest hot path: a checked topic name from the cache and a payload
+                # slice; anything unusual falls through to the full decoder below.
+                stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+                if stop <= end:
+                    topic = TOPIC_NAMES.get(data[cursor + 2 : stop])
+                    if topic is not None:
+                        if version != MQTT_5:
+                            packets.append((topic, data[stop:end]))
+                            pos = end
+                            continue
+                        if stop < end and data[stop] == 0:  # Property Length 0
+                            packets.append((topic, data[stop + 1 : end]))
+                            pos = end
+                            continue
             kind = first >> 4
             flags = first & 0x0F
             if kind != _PUBLISH and flags != REQUIRED_FLAGS.get(kind, flags):

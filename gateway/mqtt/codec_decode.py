@@ -180,6 +180,29 @@ def decode_connack(flags: int, data: bytes, pos: int, end: int, version: int) ->
     return ConnAck(bool(ack_flags), reason, properties)
 
 
+# Raw topic bytes -> the checked topic name; bounded, cleared when full.
+TOPIC_NAMES: dict[bytes, str] = {}
+TOPIC_NAMES_MAX = 4096
+
+
+def _topic_name(raw_topic: bytes) -> str:
+    """Check and decode a PUBLISH topic name, remembering a valid non-empty one."""
+    # `int in bytes` is a memchr, far cheaper than a bytes needle or any general validator.
+    if _PLUS in raw_topic or _HASH in raw_topic:
+        raise InvalidTopic("wildcard in a PUBLISH topic name [MQTT-3.3.2-2]")
+    if 0 in raw_topic:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    try:
+        topic = raw_topic.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    if topic:
+        if len(TOPIC_NAMES) >= TOPIC_NAMES_MAX:
+            TOPIC_NAMES.clear()
+        TOPIC_NAMES[raw_topic] = topic
+    return topic
+
+
 def decode_publish(flags: int, data: bytes, pos: int, end: int, version: int) -> Publish:
     qos = (flags >> 1) & 0x03
     if qos == 3:
@@ -194,15 +217,10 @@ def decode_publish(flags: int, data: bytes, pos: int, end: int, version: int) ->
         raise MalformedPacket("topic name runs past the end of the packet")
     raw_topic = data[pos + 2 : stop]
     pos = stop
-    # `int in bytes` is a memchr, far cheaper than a bytes needle or any general validator.
-    if _PLUS in raw_topic or _HASH in raw_topic:
-        raise InvalidTopic("wildcard in a PUBLISH topic name [MQTT-3.3.2-2]")
-    if 0 in raw_topic:
-        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
-    try:
-        topic = raw_topic.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    # Publishers repeat topics: a topic name seen before was checked and decoded then.
+    topic = TOPIC_NAMES.get(raw_topic)
+    if topic is None:
+        topic = _topic_name(raw_topic)
     packet_id = None
     if qos:
         if pos + 2 > end:

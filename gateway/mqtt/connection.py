@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from gateway.mqtt.codec import PacketDecoder, encode, encode_publish_header
+from gateway.mqtt.codec import PacketDecoder, PlainPublish, encode, encode_publish_header
 from gateway.mqtt.codec_errors import MqttError, ProtocolError
 from gateway.mqtt.codec_tables import CONNACK_CODES, DISCONNECT_CODES
 from gateway.mqtt.packets import (
@@ -48,6 +48,7 @@ from gateway.mqtt.packets import (
     Subscribe,
     UnsubAck,
     Unsubscribe,
+    make_publish,
 )
 from gateway.mqtt.properties import without_problem_information
 
@@ -80,7 +81,7 @@ class ProtocolViolation:
     text: str
 
 
-Event = Packet | KeepaliveExpired | ConnectTimedOut | ProtocolViolation
+Event = Packet | PlainPublish | KeepaliveExpired | ConnectTimedOut | ProtocolViolation
 
 
 class LocalProtocolError(Exception):
@@ -170,6 +171,7 @@ class MqttConnection:
         "connect",
         "keep_alive",
         "max_packet_size",
+        "plain_publish",
         "protocol_level",
         "request_problem_information",
         "state",
@@ -195,6 +197,8 @@ class MqttConnection:
         self.client_topic_alias_maximum = 0
         self.request_problem_information = True
         self._decoder = PacketDecoder(max_packet_size=max_packet_size)
+        # Set by a server's handler that takes `PlainPublish` events (PacketDecoder.feed_plain).
+        self.plain_publish = False
         self._version = 0
         self._server_keep_alive = server_keep_alive
         self._connect_deadline = None if connect_timeout is None else now + connect_timeout
@@ -219,7 +223,8 @@ class MqttConnection:
         if self.state is _S.CLOSED:
             return []
         try:
-            packets = self._decoder.feed(data)
+            decoder = self._decoder
+            packets = decoder.feed_plain(data) if self.plain_publish else decoder.feed(data)
         except MqttError as exc:
             return [self._violated(exc.reason_code, exc.text)]
         events: list[Event] = []
@@ -228,6 +233,11 @@ class MqttConnection:
             self._last_received = now
             v5 = self._version == MQTT_5
             for packet in packets:
+                if isinstance(packet, tuple):
+                    if self.state is _S.CONNECTED:
+                        events.append(packet)  # nothing to check: QoS 0, no properties
+                        continue
+                    packet = make_publish(*packet, 0, False, False, None, EMPTY_PROPERTIES)
                 if type(packet) is Publish and self.state is _S.CONNECTED:
                     # The hot path: skip the table lookup for the common case.
                     if v5 and (

@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
+from gateway.mqtt.codec import PlainPublish
 from gateway.mqtt.connection import (
     ConnectTimedOut,
     Event,
@@ -103,6 +104,7 @@ class ClientHandler:
     ) -> None:
         self.hub = hub
         self.conn = conn
+        conn.plain_publish = True  # _on_plain_publish takes them
         self.peer_host = peer_host
         self.on_output = on_output
         self.close_transport = close_transport
@@ -382,10 +384,23 @@ class ClientHandler:
 
     # -- PUBLISH -----------------------------------------------------------------------------
 
+    def _on_plain_publish(self, event: PlainPublish) -> None:
+        try:
+            self.hub.route_plain(event[0], event[1], self.client_id)
+        except (PublishRefused, CoreError):
+            self.hub.stats["refused"] += 1  # QoS 0: dropped silently, as _publish_refused does
+
     def _on_publish(self, publish: Publish) -> None:
+        qos = publish.qos
+        if not qos and publish.properties is EMPTY_PROPERTIES:
+            # The QoS 0 hot path: nothing to check, nothing to answer.
+            try:
+                self.hub.route_publish(publish, self.client_id)
+            except (PublishRefused, CoreError):
+                self.hub.stats["refused"] += 1  # dropped silently, as _publish_refused does
+            return
         session = self.session
         assert session is not None
-        qos = publish.qos
         packet_id = publish.packet_id
         if qos == 2:
             assert packet_id is not None  # the codec requires one for QoS > 0
@@ -549,6 +564,7 @@ class ClientHandler:
 # What each machine event means: one dict lookup per packet, and no per-connection table.
 _DISPATCH: dict[type[Event], Callable[[ClientHandler, Any], None]] = {
     Publish: ClientHandler._on_publish,
+    tuple: ClientHandler._on_plain_publish,  # PlainPublish (connection.plain_publish)
     PubAck: ClientHandler._on_puback,
     PubRec: ClientHandler._on_pubrec,
     PubRel: ClientHandler._on_pubrel,

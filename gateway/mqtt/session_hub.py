@@ -25,8 +25,10 @@ from gateway.bridge.convert import (
     A_TOPIC,
     H_RETAIN,
     MqttView,
+    message_from_plain_publish,
     message_from_publish,
     message_qos,
+    plain_views,
 )
 from gateway.bridge.mapping_rules import EMPTY as NO_MAPPINGS
 from gateway.bridge.mapping_rules import MappingSet
@@ -37,13 +39,22 @@ from gateway.core.errors import CoreError
 from gateway.core.message import Message
 from gateway.core.users import UserDatabase
 from gateway.core.vhost import RouteResult, VirtualHost
-from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties, Publish, ReasonCode, Will
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    Properties,
+    Publish,
+    ReasonCode,
+    Will,
+    make_publish,
+)
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Outbound, Session, TopicSubscription
 from gateway.store.mqtt_sessions import StoredSession
 
 if TYPE_CHECKING:
     from gateway.core.queues import Queue
+
+_PLAIN_ROUTES_MAX = 4096  # topics; the cache is cleared when full, which only costs misses
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +141,9 @@ class MqttHub:
         # bind, and the topic a message on a rule's exchange is seen under.
         self.topic_map = TopicMap(self.translator, mappings, exchange=settings.exchange)
         self.view_of: Callable[[Message], MqttView] = self.topic_map.view
+        # topic -> (exchange, routing key, plain views) of topics on the default path (no
+        # rule policy, not $SYS): one look-up per PUBLISH. topic_map never changes.
+        self._plain_routes: dict[str, tuple[str, str, tuple[MqttView, ...]]] = {}
         # Set by the composition root: delivers to an AMQP direct reply-to consumer
         # (`amq.rabbitmq.reply-to.<token>`), which is a channel, not a queue.
         self.direct_reply: Callable[[str, Message], bool] | None = None
@@ -386,22 +400,55 @@ class MqttHub:
     def route_publish(self, publish: Publish, client_id: str) -> RouteResult:
         """Route one PUBLISH through the core; retain handling included."""
         topic = publish.topic
-        if topic == "$SYS" or topic.startswith("$SYS/"):
-            raise PublishRefused(ReasonCode.NOT_AUTHORIZED, "clients may not publish to $SYS")
-        try:
-            route = self.topic_map.route(topic)
-        except RoutingKeyTooLong as exc:
-            raise PublishRefused(ReasonCode.TOPIC_NAME_INVALID, str(exc)) from None
-        if route.special:
-            return self._route_special(publish, client_id, route)
-        message = message_from_publish(
-            publish, exchange=route.exchange, routing_key=route.routing_key,
-            client_id=client_id, translator=self.translator,
-        )  # fmt: skip
+        plain = self._plain_routes.get(topic)
+        if plain is None:
+            if topic == "$SYS" or topic.startswith("$SYS/"):
+                raise PublishRefused(ReasonCode.NOT_AUTHORIZED, "clients may not publish to $SYS")
+            try:
+                route = self.topic_map.route(topic)
+            except RoutingKeyTooLong as exc:
+                raise PublishRefused(ReasonCode.TOPIC_NAME_INVALID, str(exc)) from None
+            if route.special:
+                return self._route_special(publish, client_id, route)
+            # Only the default path is cached: a topic found here passed the checks above.
+            if len(self._plain_routes) >= _PLAIN_ROUTES_MAX:
+                self._plain_routes.clear()
+            plain = self._plain_routes[topic] = (
+                route.exchange,
+                route.routing_key,
+                plain_views(topic),
+            )
+        exchange, routing_key, views = plain
+        if publish.properties is EMPTY_PROPERTIES:
+            message = message_from_plain_publish(
+                exchange, routing_key, topic, publish.payload, publish.qos, publish.retain,
+                client_id, views,
+            )  # fmt: skip
+        else:
+            message = message_from_publish(
+                publish, exchange=exchange, routing_key=routing_key,
+                client_id=client_id, translator=self.translator,
+            )  # fmt: skip
         if publish.retain:
             self.store_retained(message, publish)
         self.stats["published"] += 1
-        result = self.vhost.publish(route.exchange, message)
+        result = self.vhost.publish(exchange, message)
+        if not result.routed:
+            self.stats["unroutable"] += 1
+        return result
+
+    def route_plain(self, topic: str, payload: bytes, client_id: str) -> RouteResult:
+        """`route_publish` of a QoS 0 PUBLISH without DUP, RETAIN or properties."""
+        plain = self._plain_routes.get(topic)
+        if plain is None:  # not seen yet, or not on the default path: the full way
+            publish = make_publish(topic, payload, 0, False, False, None, EMPTY_PROPERTIES)
+            return self.route_publish(publish, client_id)
+        exchange, routing_key, views = plain
+        message = message_from_plain_publish(
+            exchange, routing_key, topic, payload, 0, False, client_id, views
+        )
+        self.stats["published"] += 1
+        result = self.vhost.publish(exchange, message)
         if not result.routed:
             self.stats["unroutable"] += 1
         return result

@@ -17,6 +17,7 @@ import msgspec
 
 from gateway.bridge.mapping_rules import EMPTY as NO_MAPPINGS
 from gateway.bridge.mapping_rules import MappingError, MappingSet, load_directory
+from gateway.tomlschema import UNKNOWN_KEY, split_validation_error
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
@@ -125,19 +126,13 @@ _CHOICES: dict[str, Any] = {
 
 def _describe_validation_error(err: msgspec.ValidationError) -> tuple[str, str]:
     """Split msgspec's "Expected `int`, got `str` - at `$.mqtt.max_packet_size`" into parts."""
-    message = str(err)
-    key = ""
-    if " - at `$" in message:
-        message, _, where = message.rpartition(" - at `$")
-        key = where.rstrip("`").lstrip(".")
-    if message.startswith("Object contains unknown field"):
-        field = message.split("`")[1]
-        key = f"{key}.{field}" if key else field
+    key, message = split_validation_error(err)
+    if message == UNKNOWN_KEY:
         message = "unknown key (not a gateway setting)"
-    elif message.startswith("Invalid enum value") and key in _CHOICES:
+    elif message.startswith("invalid enum value") and key in _CHOICES:
         choices = ", ".join(repr(c) for c in get_args(_CHOICES[key]))
         message = f"expected one of {choices}, got {message.split(' ', 3)[3]}"
-    return key or "(top level)", message[0].lower() + message[1:] if message else message
+    return key or "(top level)", message
 
 
 def _load_file(path: Path) -> dict[str, Any]:

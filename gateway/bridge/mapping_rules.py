@@ -26,6 +26,7 @@ from gateway.bridge.mapping_template import (
     parse_template,
 )
 from gateway.core.vhost import EXCHANGE_TYPES, PREDECLARED_EXCHANGES
+from gateway.tomlschema import split_validation_error
 
 Direction = Literal["both", "publish", "subscribe"]
 
@@ -197,20 +198,8 @@ def _compile(spec: RuleSpec, origin: str) -> tuple[Rule | None, list[str]]:
 
 def _describe(err: msgspec.ValidationError) -> str:
     """msgspec's "Expected `int`, got `str` - at `$.rule[0].qos.max`" as "key ...: what"."""
-    message = str(err)
-    where = ""
-    if " - at `$" in message:
-        message, _, where = message.rpartition(" - at `$")
-        where = where.rstrip("`").lstrip(".")
-    if message.startswith("Object contains unknown field"):
-        field = message.split("`")[1]
-        where = f"{where}.{field}" if where else field
-        message = "unknown key"
-    elif message.startswith("Object missing required field"):
-        field = message.split("`")[1]
-        where = f"{where}.{field}" if where else field
-        message = "required key missing"
-    return f"{where or '(top level)'}: {message[0].lower() + message[1:]}"
+    key, message = split_validation_error(err)
+    return f"{key or '(top level)'}: {message}"
 
 
 def parse_file(text: str, origin: str) -> tuple[list[Rule], list[str]]:

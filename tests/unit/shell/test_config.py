@@ -64,6 +64,13 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: key mqtt_prot: unknown key (not a gateway setting)"
 
 
+def test_missing_required_key_names_its_place(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[users]]\nname = "x"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert str(info.value) == f"{path}: key users[0].password_hash: required key missing"
+
+
 def test_unknown_nested_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[mqtt]\nmax_pakcet_size = 1\n")
     with pytest.raises(ConfigError, match=r"key mqtt\.max_pakcet_size: unknown key"):

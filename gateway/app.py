@@ -22,14 +22,12 @@ import msgspec
 import structlog
 
 from gateway import __version__
-from gateway.amqp.channel_consume import REPLY_TO_PREFIX
 from gateway.amqp.channel_context import AmqpContext, AmqpSettings
 from gateway.amqp.listener import start_amqp_server
 from gateway.bridge.mapping_rules import MappingError
 from gateway.bridge.mappings import declare_exchanges
 from gateway.config import Config, ConfigError, load_mapping_rules
 from gateway.core.broker import Broker
-from gateway.core.message import Message
 from gateway.core.users import User, UserDatabase
 from gateway.http.server import HttpApi, HttpServer
 from gateway.log import configure_logging
@@ -124,7 +122,6 @@ class Gateway:
         except MappingError as exc:
             raise ConfigError(str(exc)) from None
         self.mqtt = MqttHub(self.broker, self.users, mqtt_settings, self.clock, mappings)
-        self.mqtt.direct_reply = self._direct_reply
         self.amqp = AmqpContext(
             self.broker,
             self.users,
@@ -135,11 +132,8 @@ class Gateway:
             on_publish=self.mqtt.retain_from_amqp,
             hooked_exchanges=self.mqtt.topic_map.retain_exchanges,
         )
-
-    def _direct_reply(self, routing_key: str, message: Message) -> bool:
-        """An MQTT publish to a reply topic naming an AMQP direct reply-to consumer."""
-        channel = self.amqp.reply_channels.get(routing_key[len(REPLY_TO_PREFIX) :])
-        return channel is not None and channel.deliver_reply(message)
+        # An MQTT 5 responder's publish to `$amqp/reply/amq.rabbitmq.reply-to...`.
+        self.mqtt.direct_reply = self.amqp.deliver_reply
 
     def _listener_plan(self) -> list[tuple[str, int, ServerFactory]]:
         """(name, configured port, factory) for every listener this build provides."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from gateway import __version__
+from gateway.amqp.channel_consume import REPLY_TO_PREFIX
 from gateway.amqp.connection_handshake import SERVER_CAPABILITIES
 from gateway.core.broker import Broker
 from gateway.core.message import Message
@@ -77,3 +78,9 @@ class AmqpContext:
             "information": "AMQP 0-9-1 and MQTT over one routing core",
             "capabilities": dict(CAPABILITIES),
         }
+
+    def deliver_reply(self, routing_key: str, message: Message) -> bool:
+        """Hand a publish to `amq.rabbitmq.reply-to.<token>` (default exchange) to the channel
+        consuming with that token; False when none is (the reply is unroutable)."""
+        channel = self.reply_channels.get(routing_key[len(REPLY_TO_PREFIX) :])
+        return channel is not None and channel.deliver_reply(message)

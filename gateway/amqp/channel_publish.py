@@ -120,8 +120,7 @@ def route(ch: AmqpChannel, method: BasicPublish, message: Message) -> None:
     barrier = ch.vhost.broker.commit_barrier if message.persistent and ch.confirming else None
     written = 0 if barrier is None else barrier.written
     if not exchange and routing_key.startswith(REPLY_TO_PREFIX):
-        target = ch.context.reply_channels.get(routing_key[len(REPLY_TO_PREFIX) :])
-        routed = target is not None and target.deliver_reply(message)
+        routed = ch.context.deliver_reply(routing_key, message)
     else:
         result = ch.vhost.publish(exchange, message)
         routed = result.routed

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.amqp.channel_connection import AmqpConnectionHandler
     from gateway.amqp.channel_consume import ChannelConsumer
     from gateway.amqp.channel_publish import TxState
+    from gateway.amqp.connection_events import Content
     from gateway.core.message import Message
 
 MethodHandler = Callable[["AmqpChannel", Any], None]
@@ -127,14 +128,24 @@ class AmqpChannel:
         except AMQPError as exc:
             self.fail(exc.code, exc.reply_text, exc.hard, method, exc.class_id, exc.method_id)
 
-    def handle_content(self, method: Method, raw_properties: bytes, body: bytes) -> None:
+    def handle_contents(self, contents: list[Content]) -> None:
+        """Publishes in arrival order. The first error closes the channel (or the connection),
+        and what follows it on the channel is dropped, as the peer's channel is gone."""
+        basic_publish = publish.basic_publish
+        method: Method | None = None
+        self.handler.published = True  # for the shell's memory check, once per batch
         try:
-            if type(method) is not BasicPublish:
-                raise CommandInvalid("unimplemented method", *method_ids(method))
-            publish.basic_publish(self, method, raw_properties, body)
+            for _, method, raw_properties, body in contents:
+                if not self.open:
+                    return
+                if type(method) is not BasicPublish:
+                    raise CommandInvalid("unimplemented method", *method_ids(method))
+                basic_publish(self, method, raw_properties, body)
         except CoreError as exc:
+            assert method is not None
             self.fail(exc.code, exc.text, exc.hard, method)
         except AMQPError as exc:
+            assert method is not None
             self.fail(exc.code, exc.reply_text, exc.hard, method, exc.class_id, exc.method_id)
 
     def fail(

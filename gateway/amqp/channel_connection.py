@@ -111,10 +111,10 @@ class AmqpConnectionHandler:
         channels = self.channels
         for event in events:
             # Most common first: a publish, then an ack.
-            if isinstance(event, ContentReceived):
+            if type(event) is ContentReceived:
                 ch = channels.get(event.channel)
                 if ch is not None and ch.open:
-                    ch.handle_content(event.method, event.raw_properties, event.body)
+                    ch.handle_contents(event.contents)
             elif isinstance(event, MethodReceived):
                 ch = channels.get(event.channel)
                 if ch is not None and ch.open:

@@ -16,8 +16,17 @@ from typing import TYPE_CHECKING, Final
 from pamqp.commands import Basic
 
 from gateway.amqp.codec import encode_properties
-from gateway.amqp.fastpath import BasicAck, BasicNack, BasicReject
-from gateway.amqp.spec import NotImplemented_
+from gateway.amqp.fastpath import (
+    CHUNKED_BODY_THRESHOLD,
+    BasicAck,
+    BasicNack,
+    BasicReject,
+    deliver_template,
+    encode_deliver,
+    encode_deliver_chunks,
+    pack_delivery_tag,
+)
+from gateway.amqp.spec import FRAME_END_BYTE, NotImplemented_
 from gateway.core.consumers import Delivery, Subscription
 from gateway.core.errors import NotAllowed, NotFound, PreconditionFailed
 from gateway.core.message import Message, Properties
@@ -76,7 +85,16 @@ def message_properties(message: Message) -> bytes:
 class ChannelConsumer:
     """A basic.consume: what the core delivers through."""
 
-    __slots__ = ("channel", "handler", "no_ack", "started", "subscription", "tag")
+    __slots__ = (
+        "_last",
+        "_template",
+        "channel",
+        "handler",
+        "no_ack",
+        "started",
+        "subscription",
+        "tag",
+    )
 
     def __init__(self, channel: AmqpChannel, tag: str, no_ack: bool) -> None:
         self.channel = channel
@@ -86,12 +104,24 @@ class ChannelConsumer:
         # False until consume-ok is out (deliveries must follow it) and after cancellation.
         self.started = False
         self.subscription: Subscription | None = None
+        # The last delivery's (exchange, routing key, raw properties, body size) and its
+        # encoded frames around the delivery tag (see _template_for).
+        self._last: tuple[str, str, bytes, int] | None = None
+        self._template: tuple[bytes, bytes] | None = None
 
     def can_accept(self) -> bool:
         return self.started and self.handler.writable
 
     def deliver(self, delivery: Delivery) -> None:
         ch = self.channel
+        conn = ch.conn
+        number = ch.number
+        if not conn.is_channel_open(number):
+            # The channel vanished without the adapter noticing: never lose the message.
+            self.started = False
+            if not delivery.settled:
+                delivery.queue.requeue((delivery,))
+            return
         tag = ch.next_tag
         ch.next_tag = tag + 1
         if not self.no_ack:
@@ -101,23 +131,112 @@ class ChannelConsumer:
         raw = message.raw_properties
         if raw is None:
             raw = properties_bytes(message.properties)
-        if ch.conn.send_deliver(
-            ch.number,
-            self.tag,
-            tag,
-            entry.redelivered,
-            message.exchange,
-            message.routing_key,
-            raw,
-            message.body,
+        body = message.body
+        size = len(body)
+        exchange = message.exchange
+        routing_key = message.routing_key
+        last = self._last
+        if (
+            last is None
+            or raw is not last[2]
+            or size != last[3]
+            or routing_key != last[1]
+            or exchange != last[0]
         ):
-            self.handler.output_ready()
+            self._last = (exchange, routing_key, raw, size)
+            self._template = self._template_for(exchange, routing_key, raw, size)
+        template = self._template
+        if template is not None:
+            conn.send_frame(b"".join((template[0], pack_delivery_tag(tag, entry.redelivered),
+                                      template[1], body, FRAME_END_BYTE)))  # fmt: skip
         else:
-            # The channel vanished without the adapter noticing: never lose the message.
+            self._send_whole(tag, entry.redelivered, exchange, routing_key, raw, body)
+        self.handler.output_ready()
+
+    def deliver_many(self, deliveries: list[Delivery]) -> None:
+        """A batch from the queue's backlog (core/dispatch.py): one check that the channel is
+        open, one joined write and one wake-up of the shell for all of them."""
+        ch = self.channel
+        conn = ch.conn
+        if not conn.is_channel_open(ch.number):
             self.started = False
-            ch.unacked.pop(tag, None)
-            if not delivery.settled:
-                delivery.queue.requeue((delivery,))
+            requeue_in_order([delivery for delivery in deliveries if not delivery.settled])
+            return
+        tag = ch.next_tag
+        unacked = None if self.no_ack else ch.unacked
+        parts: list[bytes] = []
+        extend = parts.extend
+        last = self._last
+        template = self._template
+        for delivery in deliveries:
+            if unacked is not None:
+                unacked[tag] = delivery
+            entry = delivery.entry
+            message = entry.message
+            raw = message.raw_properties
+            if raw is None:
+                raw = properties_bytes(message.properties)
+            body = message.body
+            size = len(body)
+            exchange = message.exchange
+            routing_key = message.routing_key
+            if (
+                last is None
+                or raw is not last[2]
+                or size != last[3]
+                or routing_key != last[1]
+                or exchange != last[0]
+            ):
+                last = (exchange, routing_key, raw, size)
+                template = self._template_for(exchange, routing_key, raw, size)
+            if template is not None:
+                extend((template[0], pack_delivery_tag(tag, entry.redelivered), template[1],
+                        body, FRAME_END_BYTE))  # fmt: skip
+            else:
+                # What came before goes out first: a large body is sent on its own.
+                if parts:
+                    conn.send_frame(b"".join(parts))
+                    parts.clear()
+                self._send_whole(tag, entry.redelivered, exchange, routing_key, raw, body)
+            tag += 1
+        self._last = last
+        self._template = template
+        ch.next_tag = tag
+        if parts:
+            conn.send_frame(b"".join(parts))
+        self.handler.output_ready()
+
+    def _template_for(
+        self, exchange: str, routing_key: str, raw: bytes, size: int
+    ) -> tuple[bytes, bytes] | None:
+        """The encoded frames around the delivery tag for such a message (see
+        :func:`~gateway.amqp.fastpath.deliver_template`), kept while the messages that follow
+        share exchange, routing key, properties and body size (a publisher's stream does).
+        None for a body that is empty, takes several frames, or is large enough to be sent by
+        reference."""
+        if size > CHUNKED_BODY_THRESHOLD:
+            return None
+        conn = self.channel.conn
+        return deliver_template(
+            self.channel.number, self.tag, exchange, routing_key, raw, size, conn.frame_max
+        )
+
+    def _send_whole(
+        self,
+        tag: int,
+        redelivered: bool,
+        exchange: str,
+        routing_key: str,
+        raw: bytes,
+        body: bytes,
+    ) -> None:
+        conn = self.channel.conn
+        args = (self.channel.number, self.tag, tag, redelivered, exchange, routing_key)
+        if len(body) > CHUNKED_BODY_THRESHOLD:
+            # A large body is referenced by the output, not copied.
+            conn.send_encoded(encode_deliver_chunks(*args, raw, body, conn.frame_max))
+        else:
+            conn.send_frame(encode_deliver(*args, raw, body, conn.frame_max))
 
     def cancelled_by_server(self) -> None:
         self.started = False
@@ -295,14 +414,32 @@ def _settle_or_hold(ch: AmqpChannel, kind: int, taken: Tagged) -> None:
 
 
 def basic_ack(ch: AmqpChannel, method: BasicAck) -> None:
-    if not method.multiple and ch.tx is None:
-        # The common case, kept short.
-        delivery = ch.unacked.pop(method.delivery_tag, None)
-        if delivery is None:
-            raise _unknown_tag(method.delivery_tag)
-        delivery.queue.ack(delivery)
+    if ch.tx is None:
+        # The common cases, kept short.
+        tag = method.delivery_tag
+        if not method.multiple:
+            delivery = ch.unacked.pop(tag, None)
+            if delivery is None:
+                raise _unknown_tag(tag)
+            delivery.queue.ack(delivery)
+        else:
+            ack_many(take_covered(ch.unacked, tag))
         return
     _settle_or_hold(ch, ACK, take_unacked(ch, method.delivery_tag, method.multiple))
+
+
+def take_covered(unacked: dict[int, Delivery], tag: int) -> list[Delivery]:
+    """Remove and return the deliveries a multiple ack of ``tag`` covers (0: all of them), in
+    tag order; 406 for an unknown tag. :func:`take_unacked` without the tags."""
+    if tag == 0 or (unacked and next(reversed(unacked)) == tag):
+        # Everything (a client acking all it has seen): no search, no pops.
+        covered = list(unacked.values())
+        unacked.clear()
+        return covered
+    if tag not in unacked:
+        raise _unknown_tag(tag)
+    tags = list(unacked)
+    return list(map(unacked.pop, tags[: bisect.bisect_right(tags, tag)]))
 
 
 def basic_nack(ch: AmqpChannel, method: BasicNack) -> None:

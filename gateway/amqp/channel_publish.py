@@ -23,6 +23,7 @@ from gateway.amqp.channel_consume import (
 )
 from gateway.amqp.codec import (
     HEADERS,
+    PLAIN_PROPERTIES,
     REPLY_TO,
     USER_ID,
     decode_properties,
@@ -32,6 +33,7 @@ from gateway.amqp.fastpath import BasicPublish
 from gateway.amqp.spec import NO_ROUTE, NotImplemented_
 from gateway.core.errors import AccessRefused, NotFound, PreconditionFailed, resource
 from gateway.core.message import Message, message_from_raw, parse_expiration
+from gateway.core.routing import REFUSED, UNROUTABLE
 
 if TYPE_CHECKING:
     from gateway.amqp.channel import AmqpChannel
@@ -61,15 +63,61 @@ class _Return(Basic.Return):
 
 
 def basic_publish(ch: AmqpChannel, method: BasicPublish, raw: bytes, body: bytes) -> None:
+    """One publish; the caller (``AmqpChannel.handle_contents``) has set
+    ``handler.published``."""
+    persistent = PLAIN_PROPERTIES.get(raw)
+    if persistent is None or method.immediate or ch.tx is not None:
+        _general_publish(ch, method, raw, body)
+        return
+    # The common case: no properties but a delivery mode, no transaction. route() inlined.
+    exchange = method.exchange
+    routing_key = method.routing_key
+    message = message_from_raw(
+        exchange, routing_key, body, raw, decode_properties, persistent, None
+    )
+    if (persistent and ch.confirming) or (not exchange and routing_key.startswith(REPLY_TO_PREFIX)):
+        route(ch, method, message)  # a confirm after the store's commit; direct reply-to
+        return
+    # No headers: the publish hook has nothing to read.
+    outcome = ch.vhost.publish_outcome(exchange, message)
+    if outcome == UNROUTABLE and method.mandatory:
+        send_return(ch, method, message)
+    if ch.confirming:
+        ch.confirm(outcome == REFUSED)
+
+
+def _general_publish(ch: AmqpChannel, method: BasicPublish, raw: bytes, body: bytes) -> None:
     if method.immediate:
         raise NotImplemented_("immediate=true")
     delivery_mode, expiration = peek_delivery_mode_expiration(raw)
-    exchange = method.exchange
     # peek_delivery_mode_expiration has checked that the two flag octets are there.
-    checked = ((raw[0] << 8) | raw[1]) & _CHECKED_FLAGS
-    if expiration is not None or checked or ch.tx is not None:
-        # As RabbitMQ: a missing exchange is reported before anything about the message.
-        _check_exchange(ch, exchange)
+    if expiration is not None or ((raw[0] << 8) | raw[1]) & _CHECKED_FLAGS or ch.tx is not None:
+        _checked_publish(ch, method, raw, body, delivery_mode, expiration)
+        return
+    message = message_from_raw(
+        method.exchange,
+        method.routing_key,
+        body,
+        raw,
+        decode_properties,
+        delivery_mode == 2,
+        None,
+    )
+    route(ch, method, message)
+
+
+def _checked_publish(
+    ch: AmqpChannel,
+    method: BasicPublish,
+    raw: bytes,
+    body: bytes,
+    delivery_mode: int | None,
+    expiration: str | None,
+) -> None:
+    """A publish with an expiration, a user_id or reply_to to check, or in a transaction."""
+    exchange = method.exchange
+    # As RabbitMQ: a missing exchange is reported before anything about the message.
+    _check_exchange(ch, exchange)
     message = message_from_raw(
         exchange,
         method.routing_key,
@@ -79,9 +127,8 @@ def basic_publish(ch: AmqpChannel, method: BasicPublish, raw: bytes, body: bytes
         delivery_mode == 2,
         None if expiration is None else parse_expiration(expiration),
     )
-    if checked:
+    if ((raw[0] << 8) | raw[1]) & _CHECKED_FLAGS:
         _check_properties(ch, message)
-    ch.handler.published = True
     tx = ch.tx
     if tx is not None:
         tx.publishes.append((method, message))
@@ -122,9 +169,9 @@ def route(ch: AmqpChannel, method: BasicPublish, message: Message) -> None:
     if not exchange and routing_key.startswith(REPLY_TO_PREFIX):
         routed = ch.context.deliver_reply(routing_key, message)
     else:
-        result = ch.vhost.publish(exchange, message)
-        routed = result.routed
-        rejected = bool(result.rejected)
+        outcome = ch.vhost.publish_outcome(exchange, message)
+        routed = outcome != UNROUTABLE
+        rejected = outcome == REFUSED
         context = ch.context
         if context.on_publish is not None and exchange in context.hooked_exchanges:
             raw = message.raw_properties

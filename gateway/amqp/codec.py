@@ -97,6 +97,13 @@ _COMMON_PEEKS: Final[dict[bytes, tuple[int | None, str | None]]] = {
 }
 
 
+# The same raw octets, mapped to whether the message is persistent (delivery mode 2): a
+# publish with one of these has no property to check or rewrite and no headers.
+PLAIN_PROPERTIES: Final[Mapping[bytes, bool]] = {
+    raw: mode == 2 for raw, (mode, _) in _COMMON_PEEKS.items()
+}
+
+
 def peek_delivery_mode_expiration(raw: bytes) -> tuple[int | None, str | None]:
     """``(delivery_mode, expiration)`` from raw properties, checking the layout as it goes.
 

@@ -186,11 +186,15 @@ class AMQPConnection:
                 return
             try:
                 if state is _OPEN:
-                    # A whole publish in one go; anything else frame by frame.
-                    content = decoder.next_publish()
-                    if content is not None:
-                        channel, method, properties, body = content
-                        channels.on_content(channel, method, properties, body, events)
+                    # Whole publishes in one go; anything else frame by frame. Only an
+                    # exception (handled below) changes the state in on_contents.
+                    contents = decoder.next_publishes()
+                    if contents is not None:
+                        next_publishes = decoder.next_publishes
+                        on_contents = channels.on_contents
+                        while contents is not None:
+                            on_contents(contents, events)
+                            contents = next_publishes()
                         continue
                 frame = decoder.next_frame()
                 if frame is None:
@@ -434,6 +438,20 @@ class AMQPConnection:
         else:
             self._write(encode_deliver(*args, properties, body, self.frame_max))
         return True
+
+    def send_frame(self, data: bytes) -> None:
+        """Frames encoded by the caller (:func:`~gateway.amqp.fastpath.encode_deliver`), for
+        a channel it found open with :meth:`is_channel_open`."""
+        self._out.append(data)
+        self._sent_since_tick = True
+
+    def send_encoded(self, chunks: list[bytes | memoryview]) -> None:
+        """Frames encoded by the caller (a batch of deliveries from
+        :func:`~gateway.amqp.fastpath.encode_deliver`), for a channel it found open with
+        :meth:`is_channel_open`."""
+        if chunks:
+            self._out.extend(chunks)
+            self._sent_since_tick = True
 
     def send_ack(self, channel: int, delivery_tag: int, multiple: bool = False) -> bool:
         """Publisher confirm."""

@@ -2,7 +2,8 @@
 
 A content-bearing method, its header frame and its body frames arrive as separate frames that
 other channels' frames may interleave with; each channel collects its own until the body is
-complete and then reports one :class:`ContentReceived`.
+complete and then reports it in a :class:`ContentReceived` (which gathers consecutive contents
+of one channel).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pamqp.commands import Channel
 from gateway.amqp.connection_events import (
     ChannelClosed,
     ChannelOpened,
+    Content,
     ContentReceived,
     Event,
     MethodReceived,
@@ -55,6 +57,16 @@ class _Channel:
         self.method = None
         self.header_expected = False
         self.fragments = []
+
+
+def _report(content: Content, events: list[Event]) -> None:
+    """Add a whole content to the events: to the last one when that is this channel's."""
+    if events:
+        last = events[-1]
+        if type(last) is ContentReceived and last.channel == content[0]:
+            last.contents.append(content)
+            return
+    events.append(ContentReceived(content[0], [content]))
 
 
 class ChannelTable:
@@ -162,25 +174,32 @@ class ChannelTable:
         elif not isinstance(method, Channel.FlowOk):
             raise CommandInvalid(f"unexpected {method.name}", *method_ids(method))
 
-    def on_content(
-        self, number: int, method: Method, properties: bytes, body: bytes, events: list[Event]
-    ) -> None:
-        """A content method with its header and whole body, read in one pass
-        (:meth:`~gateway.amqp.frames.FrameDecoder.next_publish`): the outcome is that of
-        :meth:`on_method`, :meth:`on_header` and :meth:`on_body` in turn."""
+    def on_contents(self, contents: list[Content], events: list[Event]) -> None:
+        """Content methods of one channel with their header and whole body, read in one pass
+        (:meth:`~gateway.amqp.frames.FrameDecoder.next_publishes`: one channel, one body
+        size): the outcome is that of :meth:`on_method`, :meth:`on_header` and
+        :meth:`on_body` for each in turn."""
+        number = contents[0][0]
         ch = self._channels.get(number)
         if ch is None or ch.method is not None or ch.close_reason is not None:
             # Not open, content already pending (both raise) or closing (all discarded).
-            self.on_method(number, method, events)
+            for content in contents:
+                self.on_method(number, content[1], events)
             return
-        if len(body) > self._max_body_size:
-            ch.method = method
+        size = len(contents[0][3])
+        if size > self._max_body_size:
+            ch.method = contents[0][1]
             ch.header_expected = True
             raise FrameError(
-                f"content body size {len(body)} exceeds maximum allowed size {self._max_body_size}",
-                *method_ids(method),
+                f"content body size {size} exceeds maximum allowed size {self._max_body_size}",
+                *method_ids(ch.method),
             )
-        events.append(ContentReceived(number, method, properties, body))
+        if events:
+            last = events[-1]
+            if type(last) is ContentReceived and last.channel == number:
+                last.contents.extend(contents)
+                return
+        events.append(ContentReceived(number, contents))
 
     def on_header(self, number: int, header: ContentHeader, events: list[Event]) -> None:
         ch = self._content_channel(number)
@@ -209,7 +228,7 @@ class ChannelTable:
             )
         if header.body_size == 0:
             ch.reset_content()
-            events.append(ContentReceived(number, method, header.properties, b""))
+            _report((number, method, header.properties, b""), events)
             return
         ch.header_expected = False
         ch.properties = header.properties
@@ -237,7 +256,7 @@ class ChannelTable:
             fragments = ch.fragments
             body = fragments[0] if len(fragments) == 1 else b"".join(fragments)
             ch.reset_content()
-            events.append(ContentReceived(number, method, ch.properties, body))
+            _report((number, method, ch.properties, body), events)
 
     def _content_channel(self, number: int) -> _Channel | None:
         ch = self._channels.get(number)

@@ -62,16 +62,23 @@ class MethodReceived:
     method: Method
 
 
-# Not frozen: one is built per message, and a frozen dataclass costs three times as much to
-# construct. Nothing changes it after the connection made it.
+# A content-bearing method with its raw properties and whole body, as
+# FrameDecoder.next_publish reads it: (channel, method, raw properties, body).
+Content = tuple[int, Method, bytes, bytes]
+
+
+# Not frozen: one is built per read batch, and extended while the publishes continue.
 @dataclass(slots=True)
 class ContentReceived:
-    """A content-bearing method (Basic.Publish) with its raw properties and whole body."""
+    """Content-bearing methods (Basic.Publish) on one channel, each with its raw properties and
+    whole body, in the order they arrived.
+
+    Consecutive contents on a channel with no other event in between come as one event, so a
+    burst of publishes costs the channel layer one event instead of one per message.
+    """
 
     channel: int
-    method: Method
-    raw_properties: bytes
-    body: bytes
+    contents: list[Content]
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,29 +318,52 @@ def encode_deliver(
     frame_max: int,
 ) -> bytes:
     """Basic.Deliver, its content header and body frames as one bytes object."""
-    size = len(body)
-    if not size or (frame_max and size > frame_max - FRAME_OVERHEAD):
+    parts = deliver_template(
+        channel, consumer_tag, exchange, routing_key, properties, len(body), frame_max
+    )
+    if parts is None:
         method = _deliver_method(
             channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key
         )
         return method + encode_content(channel, properties, body, frame_max)
-    # The common case, a body in one frame. Everything but the delivery tag and the body
-    # recurs from one delivery to the next: for short properties, reuse the encoded parts.
-    if len(properties) <= _DELIVER_CACHED_PROPERTIES:
-        key = (channel, consumer_tag, exchange, routing_key, properties, size)
-        parts = _DELIVER_PARTS.get(key)
-        if parts is None:
-            if len(_DELIVER_PARTS) >= _DELIVER_PARTS_MAX:
-                _DELIVER_PARTS.clear()
-            parts = _DELIVER_PARTS[key] = _deliver_parts(
-                channel, consumer_tag, exchange, routing_key, properties, size
-            )
-        head, middle = parts
-        tag_args = _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0)
-        return b"".join((head, tag_args, middle, body, FRAME_END_BYTE))
-    head, middle = _deliver_parts(channel, consumer_tag, exchange, routing_key, properties, size)
-    tag_args = _DELIVER_TAG.pack(delivery_tag, 1 if redelivered else 0)
-    return b"".join((head, tag_args, middle, body, FRAME_END_BYTE))
+    head, middle = parts
+    return b"".join((head, pack_delivery_tag(delivery_tag, redelivered), middle, body,
+                     FRAME_END_BYTE))  # fmt: skip
+
+
+# The delivery tag and redelivered flag of a Basic.Deliver: ``(delivery_tag, redelivered)``.
+pack_delivery_tag: Final = _DELIVER_TAG.pack
+
+
+def deliver_template(
+    channel: int,
+    consumer_tag: str,
+    exchange: str,
+    routing_key: str,
+    properties: bytes,
+    body_size: int,
+    frame_max: int,
+) -> tuple[bytes, bytes] | None:
+    """A delivery whose body fits one frame, split around its delivery tag: the delivery is
+    ``head + pack_delivery_tag(tag, redelivered) + middle + body + FRAME_END_BYTE``. None for
+    an empty body or one that takes several frames (:func:`encode_deliver` handles those).
+
+    Everything but the delivery tag and the body recurs from one delivery to the next: for
+    short properties the parts are cached, so a batch of deliveries is a few joins.
+    """
+    if not body_size or (frame_max and body_size > frame_max - FRAME_OVERHEAD):
+        return None
+    if len(properties) > _DELIVER_CACHED_PROPERTIES:
+        return _deliver_parts(channel, consumer_tag, exchange, routing_key, properties, body_size)
+    key = (channel, consumer_tag, exchange, routing_key, properties, body_size)
+    parts = _DELIVER_PARTS.get(key)
+    if parts is None:
+        if len(_DELIVER_PARTS) >= _DELIVER_PARTS_MAX:
+            _DELIVER_PARTS.clear()
+        parts = _DELIVER_PARTS[key] = _deliver_parts(
+            channel, consumer_tag, exchange, routing_key, properties, body_size
+        )
+    return parts
 
 
 # Encoded deliveries around the delivery tag, by (channel, consumer tag, exchange, routing key,

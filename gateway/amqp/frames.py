@@ -258,8 +258,11 @@ class FrameDecoder:
         self._want_header = protocol_header
         self._buf: bytes | bytearray = b""
         self._pos = 0
-        # The layout of the last publish taken whole (next_publish tries it first).
+        # The layout of the last publish taken whole (next_publish tries it first), and that
+        # publish's octets up to its body with what they decoded to: a publisher repeats them.
         self._shape: _PublishShape | None = None
+        self._same = b""
+        self._same_publish: tuple[int, BasicPublish, bytes] | None = None
 
     @property
     def buffered(self) -> int:
@@ -268,20 +271,26 @@ class FrameDecoder:
     def append(self, data: bytes) -> None:
         if not data:
             return
-        if self._pos >= len(self._buf):
+        buf = self._buf
+        pos = self._pos
+        waiting = len(buf) - pos
+        if waiting <= 0:
             self._buf = bytes(data)
-            self._pos = 0
-        elif isinstance(self._buf, bytearray):
-            # Drop what was parsed so a stream that always ends mid-frame cannot grow it.
-            del self._buf[: self._pos]
-            self._pos = 0
-            self._buf += data
+        elif waiting <= len(data):
+            # A partial frame no longer than the new data (a read that ended mid-frame): one
+            # new bytes object, so that bodies are sliced out of it with one copy (a bytearray
+            # takes two). Copying at most twice what arrived keeps this linear.
+            self._buf = b"".join((memoryview(buf)[pos:], data))
+        elif isinstance(buf, bytearray):
+            # A long partial frame fed in small pieces grows in place. Drop what was parsed
+            # so a stream that always ends mid-frame cannot grow it.
+            del buf[:pos]
+            buf += data
         else:
-            # A partial frame is waiting: copy it once into a growable buffer.
-            rest = bytearray(memoryview(self._buf)[self._pos :])
-            rest += data
-            self._buf = rest
-            self._pos = 0
+            grown = bytearray(memoryview(buf)[pos:])
+            grown += data
+            self._buf = grown
+        self._pos = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """Append ``data`` and return every complete frame.
@@ -360,20 +369,32 @@ class FrameDecoder:
             head_end = pos + shape.head_size
             new_pos = head_end + shape.body_size
             if new_pos < buffered and buf[new_pos] == FRAME_END:
-                fields = shape.unpack(buf, pos)
-                if _SHAPE_FIXED(fields) == shape.expected:
-                    try:
-                        method = decode_publish_arguments(fields[5])
-                    except AMQPError:
-                        return None
-                    body = bytes(buf[head_end:new_pos])
+                same = self._same_publish
+                if buf[pos:head_end] == self._same and same is not None:
+                    # Octet for octet the previous publish up to the body: same answer.
+                    channel, method, properties = same
+                    found = True
+                else:
+                    fields = shape.unpack(buf, pos)
+                    found = _SHAPE_FIXED(fields) == shape.expected
+                    if found:
+                        try:
+                            method = decode_publish_arguments(fields[5])
+                        except AMQPError:
+                            return None
+                        channel = fields[1]
+                        properties = fields[13]
+                        self._same = bytes(buf[pos:head_end])
+                        self._same_publish = (channel, method, properties)
+                if found:
+                    body = buf[head_end:new_pos]
                     new_pos += 1
                     if new_pos == buffered:
                         self._buf = b""
                         self._pos = 0
                     else:
                         self._pos = new_pos
-                    return fields[1], method, fields[13], body
+                    return channel, method, properties, bytes(body)
         # Method frame head, class and method id, plus at least a header frame's head.
         if buffered - pos < _PUBLISH_HEAD_SIZE + _HEADER_HEAD_SIZE or self._want_header:
             return None
@@ -434,6 +455,8 @@ class FrameDecoder:
         if body_size:
             args_size = end - start - _METHOD_ID.size
             self._shape = _shape(channel, args_size, len(properties), body_size, self.frame_max)
+            self._same = bytes(buf[pos : new_pos - body_size])
+            self._same_publish = (channel, method, properties)
         new_pos += 1
         if new_pos == buffered:
             self._buf = b""
@@ -441,6 +464,40 @@ class FrameDecoder:
         else:
             self._pos = new_pos
         return channel, method, properties, body
+
+    def next_publishes(self) -> list[tuple[int, Method, bytes, bytes]] | None:
+        """:meth:`next_publish`, then every following publish that repeats its octets up to
+        the body (same channel, arguments, properties and body size), in one list; None when
+        no publish can be read in one pass. A publisher's burst becomes one call."""
+        first = self.next_publish()
+        if first is None:
+            return None
+        run: list[tuple[int, Method, bytes, bytes]] = [first]
+        same = self._same_publish
+        shape = self._shape
+        if not first[3] or same is None or shape is None:
+            return run  # an empty body sets no layout: nothing to repeat
+        # The first publish was read through its layout, or set it: ``_same`` is its prefix.
+        channel, method, properties = same
+        prefix = self._same
+        head_size = shape.head_size
+        body_size = shape.body_size
+        buf = self._buf
+        pos = self._pos
+        buffered = len(buf)
+        append = run.append
+        while pos:
+            head_end = pos + head_size
+            end = head_end + body_size
+            if end >= buffered or buf[end] != FRAME_END or buf[pos:head_end] != prefix:
+                break
+            append((channel, method, properties, bytes(buf[head_end:end])))
+            pos = end + 1
+            if pos == buffered:
+                self._buf = b""
+                pos = 0
+        self._pos = pos
+        return run
 
     def _consume(self, new_pos: int) -> None:
         if new_pos >= len(self._buf):

@@ -8,7 +8,7 @@ its ``CreditGroup`` when it has one (a channel-wide prefetch); no-ack subscripti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -29,6 +29,20 @@ class Consumer(Protocol):
 
     def cancelled_by_server(self) -> None:
         """The queue went away under this consumer (the adapter tells the client)."""
+        ...
+
+
+class BatchConsumer(Consumer, Protocol):
+    """A consumer that can also take several deliveries in one call.
+
+    When it is the only subscription of its queue, the queue hands it its ready backlog in
+    batches (core/dispatch.py): ``can_accept`` is asked once per batch, and the consumer takes
+    every delivery of the batch (it has credit for them). Single messages, such as one that
+    arrives at an empty queue, still come through ``deliver``.
+    """
+
+    def deliver_many(self, deliveries: list[Delivery]) -> None:
+        """Hand these messages to the client, in order."""
         ...
 
 
@@ -102,6 +116,7 @@ class Subscription:
         "arguments",
         "consumer",
         "credit_group",
+        "deliver_many",
         "exclusive",
         "no_ack",
         "owner",
@@ -137,6 +152,10 @@ class Subscription:
         # Whether a backlog waiting for this consumer holds the queue's publishers (flow
         # control, core/flow.py); change it with ``FlowControl.set_pushback``.
         self.pushback = True
+        # The consumer's batch entry point, when it has one (BatchConsumer).
+        self.deliver_many: Callable[[list[Delivery]], None] | None = getattr(
+            consumer, "deliver_many", None
+        )
         # Unsettled deliveries by queue sequence number (insertion order = delivery order).
         self._unacked: dict[int, Delivery] = {}
 

@@ -60,7 +60,9 @@ class Message:
 
     Build it either with ``properties`` or with ``raw_properties`` plus ``decode_properties``;
     in the second form the properties are decoded on first access to ``.properties`` only, and
-    ``.raw_properties`` keeps the encoded bytes for a delivery that can reuse them as they are.
+    ``.raw_properties`` keeps the encoded bytes for a delivery that can reuse them as they are
+    (None once the properties were replaced; a plain attribute, read once per delivery: set
+    ``properties`` instead of writing it).
     ``persistent`` and ``expiration_ms`` are given by the publisher (an adapter reads them cheaply
     from the raw bytes); when omitted they are derived from ``properties`` if that was given.
     Protocol facts ride in ``annotations`` under namespaced keys; the core never reads them.
@@ -69,13 +71,13 @@ class Message:
     __slots__ = (
         "_decode",
         "_properties",
-        "_raw",
         "annotations",
         "body",
         "exchange",
         "expiration_ms",
         "id",
         "persistent",
+        "raw_properties",
         "routing_key",
     )
 
@@ -96,11 +98,11 @@ class Message:
         if properties is None:
             if raw_properties is not None and decode_properties is None:
                 raise ValueError("raw_properties needs decode_properties")
-            self._raw = raw_properties
+            self.raw_properties: bytes | None = raw_properties
             if persistent is None:
                 persistent = False
         else:
-            self._raw = None
+            self.raw_properties = None
             if persistent is None:
                 persistent = properties.delivery_mode == 2
             if expiration_ms is None and properties.expiration is not None:
@@ -119,7 +121,7 @@ class Message:
     def properties(self) -> Properties:
         props = self._properties
         if props is None:
-            raw = self._raw
+            raw = self.raw_properties
             if raw is None or self._decode is None:
                 props = EMPTY_PROPERTIES
             else:
@@ -130,16 +132,11 @@ class Message:
     @properties.setter
     def properties(self, props: Properties) -> None:
         self._properties = props
-        self._raw = None
+        self.raw_properties = None
         self.persistent = props.delivery_mode == 2
         self.expiration_ms = (
             None if props.expiration is None else parse_expiration(props.expiration)
         )
-
-    @property
-    def raw_properties(self) -> bytes | None:
-        """The encoded properties as received, or None once they were replaced."""
-        return self._raw
 
     @property
     def body_size(self) -> int:
@@ -192,7 +189,7 @@ def message_from_raw(
     message.body = body
     message.annotations = {}
     message._properties = None
-    message._raw = raw_properties
+    message.raw_properties = raw_properties
     message._decode = decode_properties
     message.persistent = persistent
     message.expiration_ms = expiration_ms
@@ -220,7 +217,7 @@ def message_with_properties(
     message.body = body
     message.annotations = annotations
     message._properties = properties
-    message._raw = None
+    message.raw_properties = None
     message._decode = None
     message.persistent = persistent
     message.expiration_ms = expiration_ms

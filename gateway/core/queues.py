@@ -4,9 +4,12 @@ Ready messages sit in a deque ordered by a queue-local sequence number, so a req
 goes back to its original place. Dispatch is synchronous and round-robin over subscriptions
 that have credit and whose consumer can accept; it runs when a message arrives, a consumer is
 added, credit is freed, or an adapter says its socket drained. A dispatch triggered from inside
-a consumer's ``deliver`` (say, it acks at once) is folded into the running loop.
-Settlement (ack, reject, requeue, purge) is in core/settlement.py and the TTL / x-expires
-clock in core/expiry.py; both are installed here as methods.
+a consumer's ``deliver`` (say, it acks at once) is folded into the running loop. A message
+that the lone subscription cannot take (it is at its prefetch limit, say) joins the backlog
+without a dispatch.
+Dispatch (core/dispatch.py, with the batches for consumers that take several messages per
+call), settlement (ack, reject, requeue, purge: core/settlement.py) and the TTL / x-expires
+clock (core/expiry.py) are installed here as methods.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, ClassVar
 
+from gateway.core import dispatch as dispatching
 from gateway.core import expiry, settlement
 from gateway.core.arguments import QueueSettings
 from gateway.core.consumers import WAKE_GROUP, CreditGroup, Delivery, Subscription
+from gateway.core.dispatch import can_take
 from gateway.core.message import Message, QueueEntry
 from gateway.core.paging import PAGED
 
@@ -29,20 +34,6 @@ if TYPE_CHECKING:
     from gateway.core.vhost import VirtualHost
 
 _seq_of = attrgetter("seq")
-
-
-def _can_take(sub: Subscription) -> bool:
-    """``Subscription.can_take``, as a plain function: the dispatch loop calls it per message."""
-    if not sub.active:
-        return False
-    if not sub.no_ack:
-        prefetch = sub.prefetch
-        if prefetch and len(sub._unacked) >= prefetch:
-            return False
-        group = sub.credit_group
-        if group is not None and group.limit and group.unacked >= group.limit:
-            return False
-    return sub.consumer.can_accept()
 
 
 class Queue:
@@ -187,14 +178,16 @@ class Queue:
     def _offer(self, message: Message, now: float) -> bool:
         if self.deleted:
             return False
-        direct = self._direct
-        if direct is not None and not self._ready and direct.deliver_direct(self, message):
-            return True
-        if self.admit is not None and not self.admit(message):
+        ready = self._ready
+        if not ready:
+            direct = self._direct
+            if direct is not None and direct.deliver_direct(self, message):
+                return True
+        admit = self.admit
+        if admit is not None and not admit(message):
             self.dropped += 1
             return True
         size = len(message.body)
-        ready = self._ready
         if self._limited and not self._drop_head:
             max_len = self.max_length
             max_bytes = self.max_length_bytes
@@ -217,14 +210,20 @@ class Queue:
             for observer in broker.observers:
                 observer.on_enqueued(self, entry)
         subs = self._subs
+        # The lone subscription was just found without credit (the dispatch below is skipped).
+        blocked = False
         if subs and not ready and not self._dispatching:
             # Nothing waiting: hand it straight to a consumer that can take it.
             if len(subs) == 1:
                 # One consumer (the common case): no round-robin scan.
                 only = subs[0]
-                sub = only if _can_take(only) else None
-                if sub is not None and not self.single_active_consumer:
-                    self._rr = 1
+                if can_take(only):
+                    sub: Subscription | None = only
+                    if not self.single_active_consumer:
+                        self._rr = 1
+                else:
+                    sub = None
+                    blocked = True
             else:
                 sub = self._pick()
             if sub is not None:
@@ -241,14 +240,16 @@ class Queue:
             self._expire(entry)
             return True
         ready.append(entry)
-        self._ready_bytes += size
-        if self._ready_bytes > self._page_at:
+        ready_bytes = self._ready_bytes = self._ready_bytes + size
+        if ready_bytes > self._page_at:
             broker.pager.page_out(self)
         if self._over:
             broker.flow.hits[self] = None
-        elif self._subs and (len(ready) > self._hw_messages or self._ready_bytes > self._hw_bytes):
+        elif subs and (len(ready) > self._hw_messages or ready_bytes > self._hw_bytes):
             broker.flow.passed_high(self)
-        if self._subs:
+        # A lone subscription at its limit (a consumer behind on acks, the usual reason for a
+        # backlog) takes nothing: skip the dispatch that would find that out again.
+        if subs and (len(subs) != 1 or (not blocked and can_take(subs[0]))):
             self.dispatch()
         if self._limited:
             self._trim()
@@ -309,98 +310,12 @@ class Queue:
             ready.insert(bisect.bisect_left(ready, seq, key=_seq_of), entry)
         self._ready_bytes += len(entry.message.body)
 
-    # -- dispatch ----------------------------------------------------------------------------
+    # -- dispatch (core/dispatch.py) ----------------------------------------------------------
 
-    def dispatch(self) -> None:
-        """Hand ready messages to subscriptions that can take them."""
-        if self._dispatching:
-            self._dispatch_again = True
-            return
-        if not self._ready or not self._subs:
-            return
-        self._dispatching = True
-        try:
-            again = True
-            while again:
-                self._dispatch_again = False
-                self._dispatch_ready()
-                again = self._dispatch_again
-        finally:
-            self._dispatching = False
-        ready = self._ready
-        if ready and ready[0].expires_at is not None:
-            self._arm_timer()
-        if self._over:
-            self._broker.flow.drained(self)
-
-    def _dispatch_ready(self) -> None:
-        ready = self._ready
-        now: float | None = None
-        deliver = self._deliver
-        while ready:
-            subs = self._subs  # re-read: a deliver() may cancel or delete
-            if len(subs) == 1:
-                sub = subs[0]
-                if not _can_take(sub):
-                    return
-                if not self.single_active_consumer:
-                    self._rr = 1
-            elif subs:
-                picked = self._pick()
-                if picked is None:
-                    return
-                sub = picked
-            else:
-                return
-            if ready[0].message is PAGED:
-                self._broker.pager.page_in(self)
-                continue
-            entry = ready.popleft()
-            self._ready_bytes -= len(entry.message.body)
-            expires_at = entry.expires_at
-            if expires_at is not None:
-                if now is None:
-                    now = self._clock()
-                if expires_at <= now:
-                    self._expire(entry)
-                    continue
-            deliver(sub, entry)
-
-    def _pick(self) -> Subscription | None:
-        subs = self._subs
-        if self.single_active_consumer:
-            first = subs[0]
-            return first if _can_take(first) else None
-        n = len(subs)
-        start = self._rr if self._rr < n else 0
-        for i in range(n):
-            idx = start + i
-            if idx >= n:
-                idx -= n
-            sub = subs[idx]
-            if _can_take(sub):
-                self._rr = idx + 1
-                return sub
-        return None
-
-    def _deliver(self, sub: Subscription, entry: QueueEntry) -> None:
-        entry.delivery_count += 1
-        delivery = Delivery(self, entry, sub)
-        if sub.no_ack:
-            delivery.settled = True
-            message = entry.message
-            self._broker.queued_bytes -= len(message.body)
-            if self.durable and message.persistent:
-                for observer in self._broker.observers:
-                    observer.on_removed(self, entry)
-        else:
-            seq = entry.seq
-            self._unacked[seq] = delivery
-            sub._unacked[seq] = delivery  # Subscription._track, inlined
-            group = sub.credit_group
-            if group is not None:
-                group.unacked += 1
-        sub.consumer.deliver(delivery)
+    dispatch = dispatching.dispatch
+    _dispatch_ready = dispatching.dispatch_ready
+    _pick = dispatching.pick
+    _deliver = dispatching.deliver
 
     def get(self, no_ack: bool) -> tuple[Delivery, int] | None:
         """basic.get: the head message and how many remain, or None when empty."""

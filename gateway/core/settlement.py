@@ -1,9 +1,9 @@
 """Settling a queue's deliveries: ack, reject, requeue at the original place, purge.
 
 The functions take the queue first and are installed as ``Queue`` methods (``queue.ack(d)``);
-they live here so that queues.py keeps enqueue and dispatch. ``ack_many`` settles a batch
-(basic.ack with multiple=true) and lets each queue dispatch once at the end instead of once per
-freed credit.
+they live here so that queues.py keeps enqueue and subscriptions. ``ack_many`` settles a
+batch (basic.ack with multiple=true) in one loop and lets each queue it touched dispatch once at
+the end, so a consumer at its prefetch limit is refilled with one batch.
 """
 
 from __future__ import annotations
@@ -60,28 +60,56 @@ def ack(queue: Queue, delivery: Delivery) -> bool:
 
 
 def ack_many(deliveries: Iterable[Delivery]) -> None:
-    """Ack each delivery; a queue that credit freed up dispatches once, after the last ack.
+    """Ack each delivery (basic.ack with multiple=true), then let every queue of the batch
+    dispatch once, and wake the credit groups that were full.
 
-    A queue already dispatching (an ack from inside a consumer's ``deliver``) is left to its
-    running loop, which picks up the request as before.
+    :func:`ack` inlined for a batch: no dispatch request per freed credit, the queue's
+    bookkeeping looked up once per run of deliveries from the same queue. Dispatching a queue
+    whose consumers have no credit is a cheap no-op, so each touched queue gets one.
     """
-    held: list[Queue] = []
-    try:
-        for delivery in deliveries:
-            queue = delivery.queue
-            if not queue._dispatching:
-                # Queue.dispatch() only notes the request while this is set.
-                queue._dispatching = True
-                queue._dispatch_again = False
-                held.append(queue)
-            ack(queue, delivery)
-    finally:
-        for queue in held:
-            queue._dispatching = False
-    for queue in held:
-        if queue._dispatch_again:
-            queue._dispatch_again = False
-            queue.dispatch()
+    queues: dict[Queue, None] = {}
+    groups: dict[CreditGroup, None] = {}
+    last: Queue | None = None
+    queue_unacked: dict[int, Delivery] = {}
+    durable = False
+    freed = 0
+    for delivery in deliveries:
+        if delivery.settled:
+            continue
+        delivery.settled = True
+        queue = delivery.queue
+        if queue is not last:
+            if last is not None:
+                last._broker.queued_bytes -= freed
+                freed = 0
+            last = queue
+            queue_unacked = queue._unacked
+            durable = queue.durable
+            queues[queue] = None
+        entry = delivery.entry
+        seq = entry.seq
+        queue_unacked.pop(seq, None)
+        message = entry.message
+        freed += len(message.body)
+        if durable and message.persistent:
+            for observer in queue._broker.observers:
+                observer.on_removed(queue, entry)
+        sub = delivery.subscription
+        if sub is not None and sub._unacked.pop(seq, None) is not None:
+            group = sub.credit_group
+            if group is not None:
+                limit = group.limit
+                if limit and group.unacked == limit:
+                    groups[group] = None
+                group.unacked -= 1
+    if last is not None:
+        last._broker.queued_bytes -= freed
+    # A queue already dispatching (an ack from inside a consumer's deliver) only notes the
+    # request; its running loop picks it up.
+    for queue in queues:
+        queue.dispatch()
+    for group in groups:
+        group.wake()
 
 
 def reject(queue: Queue, delivery: Delivery, requeue: bool) -> bool:

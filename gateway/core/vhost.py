@@ -1,16 +1,18 @@
 """A virtual host: its exchanges, queues and bindings, routing, consuming and dead-lettering.
 
 Method names and error texts follow AMQP 0-9-1 and RabbitMQ; nothing here names a protocol.
-``owner`` is an opaque object (a connection) that exclusive queues belong to.
+``owner`` is an opaque object (a connection) that exclusive queues belong to. Publishing,
+routing and dead-lettering are in core/routing.py, installed here as methods.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.core import routing
 from gateway.core.arguments import (
     QUEUE_EQUIVALENCE_KEYS,
     assert_args,
@@ -20,7 +22,6 @@ from gateway.core.arguments import (
     type_name,
 )
 from gateway.core.consumers import Consumer, CreditGroup, Delivery, Subscription
-from gateway.core.deadletter import REJECTED, dead_letter_copy, is_cycle
 from gateway.core.errors import (
     AccessRefused,
     CommandInvalid,
@@ -41,11 +42,13 @@ from gateway.core.exchanges import (
     binding_key,
 )
 from gateway.core.queues import Queue
+from gateway.core.routing import RouteResult
 from gateway.core.topic_trie import TopicExchange
+
+__all__ = ["DeclareOk", "RouteResult", "VirtualHost", "server_named_queue"]
 
 if TYPE_CHECKING:
     from gateway.core.broker import Broker
-    from gateway.core.message import Message
 
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {
     "direct": DirectExchange,
@@ -70,18 +73,6 @@ class DeclareOk:
     queue_name: str
     message_count: int
     consumer_count: int
-
-
-@dataclass(slots=True)
-class RouteResult:
-    """``queues`` took the message; ``rejected`` refused it (overflow reject-publish).
-
-    ``routed`` is False when no queue matched at all (mandatory return, MQTT "no subscribers").
-    """
-
-    queues: list[Queue]
-    rejected: list[Queue]
-    routed: bool
 
 
 def server_named_queue() -> str:
@@ -418,93 +409,13 @@ class VirtualHost:
             group.wake()
         return count
 
-    # -- publishing --------------------------------------------------------------------------
+    # -- publishing (core/routing.py) --------------------------------------------------------
 
-    def publish(self, exchange: str, message: Message, *, mandatory: bool = False) -> RouteResult:
-        """Route and enqueue. ``mandatory`` changes nothing here: the adapter returns the
-        message itself when ``routed`` is False."""
-        source = self._exchanges.get(exchange)
-        if source is None:
-            raise NotFound(f"no {self._rs('exchange', exchange)}")
-        if source.internal:
-            raise AccessRefused(f"cannot publish to internal {self._rs('exchange', exchange)}")
-        dests = source.route(message)
-        if source._e2e or not dests:
-            queues = self._follow(source, dests, message)
-            if not queues:
-                return RouteResult([], [], False)
-        else:
-            # No exchange bindings: all are queues (no typing.cast: it is a call per publish).
-            queues = dests  # type: ignore[assignment]
-        now = self._clock()
-        if len(queues) == 1:
-            # The common case (one subscriber queue): no list building loop.
-            queue = queues[0]
-            if queue._offer(message, now):
-                return RouteResult([queue], [], True)
-            return RouteResult([], [] if queue.deleted else [queue], True)
-        accepted: list[Queue] = []
-        rejected: list[Queue] = []
-        for queue in queues:
-            if queue._offer(message, now):
-                accepted.append(queue)
-            elif not queue.deleted:
-                rejected.append(queue)
-        return RouteResult(accepted, rejected, True)
-
-    def _route(self, source: Exchange, message: Message) -> Sequence[Queue]:
-        return self._follow(source, source.route(message), message)
-
-    def _follow(
-        self, source: Exchange, dests: Sequence[Destination], message: Message
-    ) -> Sequence[Queue]:
-        """The queues reached from ``source``'s own ``dests`` (its ``route`` result)."""
-        if dests and not source._e2e:
-            return dests  # type: ignore[return-value]  # no exchange bindings: all are queues
-        if not dests and source.alternate_exchange is None:
-            return ()
-        # General case: follow exchange-to-exchange bindings and alternate exchanges, each
-        # exchange at most once, each queue once.
-        queues: dict[Queue, None] = {}
-        seen: set[Exchange] = {source}
-        pending: list[tuple[Exchange, Sequence[Destination]]] = [(source, dests)]
-        while pending:
-            exchange, found = pending.pop()
-            if not found and exchange.alternate_exchange is not None:
-                alternate = self._exchanges.get(exchange.alternate_exchange)
-                if alternate is not None and alternate not in seen:
-                    seen.add(alternate)
-                    pending.append((alternate, alternate.route(message)))
-            for dest in found:
-                if isinstance(dest, Queue):
-                    queues[dest] = None
-                elif dest not in seen:
-                    seen.add(dest)
-                    pending.append((dest, dest.route(message)))
-        return list(queues)
-
-    def _dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
-        """Republish a message that left ``queue`` for ``reason`` to its dead-letter exchange."""
-        dlx_name = queue.dead_letter_exchange
-        if dlx_name is None:
-            return
-        dlx = self._exchanges.get(dlx_name)
-        if dlx is None:
-            return  # as RabbitMQ: a missing dead-letter exchange drops the message
-        copy, deaths = dead_letter_copy(
-            message,
-            queue=queue.name,
-            reason=reason,
-            exchange=dlx_name,
-            routing_key=queue.dead_letter_routing_key,
-            wall_time=self.broker.wall_clock(),
-        )
-        targets = self._route(dlx, copy)
-        if reason != REJECTED:
-            targets = [q for q in targets if not is_cycle(q.name, deaths)]
-        now = self._clock()
-        for target in targets:
-            target._offer(copy, now)
+    publish = routing.publish
+    publish_outcome = routing.publish_outcome
+    _route = routing.route_from
+    _follow = routing.follow
+    _dead_letter = routing.dead_letter
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -570,7 +570,9 @@ def test_publish_assembled_from_many_body_frames() -> None:
         + content(1, body, props, frame_max=4096)
     )
     assert events == [
-        ContentReceived(1, BasicPublish("amq.topic", "a.b", True, False), props.marshal(), body)
+        ContentReceived(
+            1, [(1, BasicPublish("amq.topic", "a.b", True, False), props.marshal(), body)]
+        )
     ]
 
 
@@ -584,7 +586,10 @@ def test_interleaved_content_on_two_channels() -> None:
     stream = b"".join(a + b for a, b in zip(frames_one, frames_two, strict=True))
     events = peer.send(stream)
     assert {
-        (e.channel, e.body[:1], len(e.body)) for e in events if isinstance(e, ContentReceived)
+        (c[0], c[3][:1], len(c[3]))
+        for e in events
+        if isinstance(e, ContentReceived)
+        for c in e.contents
     } == {
         (1, b"A", 5000),
         (2, b"B", 5000),
@@ -603,7 +608,7 @@ def _split_frames(data: bytes) -> list[bytes]:
 def test_empty_body_needs_no_body_frame() -> None:
     peer = opened()
     events = peer.send(publish(1, b""))
-    assert events == [ContentReceived(1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"")]
+    assert events == [ContentReceived(1, [(1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"")])]
 
 
 def test_whole_session_split_at_every_byte() -> None:
@@ -622,7 +627,9 @@ def test_whole_session_split_at_every_byte() -> None:
         if OpenRequested("/") in events:
             events += peer.conn.open_ok()
         assert events[-2:] == [
-            ContentReceived(1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"payload" * 700),
+            ContentReceived(
+                1, [(1, BasicPublish("amq.topic", "a.b"), b"\x00\x00", b"payload" * 700)]
+            ),
             MethodReceived(1, BasicAck(9, True)),
         ], cut
 

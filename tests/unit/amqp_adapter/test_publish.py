@@ -301,3 +301,57 @@ def test_commit_after_the_exchange_went_away_returns_mandatory_publishes() -> No
     client.one(commands.Exchange.DeleteOk)
     client.call(1, commands.Tx.Commit())
     assert [type(m).__name__ for m in client.methods()] == ["Return", "CommitOk"]
+
+
+# -- publishes of one read (one ContentReceived event) ------------------------------------------
+
+
+def test_an_error_in_a_burst_drops_the_rest_of_that_channel_only() -> None:
+    client = connected(make_context())
+    client.open_channel(2)
+    declare(client, "q")
+    confirm_mode(client)
+    burst = b"".join(
+        (
+            Client.publish_bytes(1, b"1", routing_key="q"),
+            Client.publish_bytes(1, b"2", exchange="nope", routing_key="q"),  # 404
+            Client.publish_bytes(1, b"3", routing_key="q"),  # after the channel.close: dropped
+            Client.publish_bytes(2, b"4", routing_key="q"),
+        )
+    )
+    client.send(burst)
+    frames = client.frames()
+    # The confirm of the publish before the error goes out before the channel.close.
+    assert [(f.channel, type(f.method).__name__) for f in frames] == [
+        (1, "Ack"),
+        (1, "Close"),
+    ]
+    assert frames[1].method.reply_code == NOT_FOUND
+    queue = client.context.broker.vhost("/").queue("q")
+    assert [e.message.body for e in queue.ready_entries()] == [b"1", b"4"]
+
+
+def test_a_burst_mixes_plain_and_checked_publishes_in_order() -> None:
+    client = connected(make_context())
+    declare(client, "q")
+    confirm_mode(client)
+    ttl = commands.Basic.Properties(expiration="60000")
+    persistent = commands.Basic.Properties(delivery_mode=2)
+    client.send(
+        b"".join(
+            (
+                Client.publish_bytes(1, b"plain", routing_key="q"),
+                Client.publish_bytes(1, b"ttl", routing_key="q", properties=ttl),
+                Client.publish_bytes(1, b"persistent", routing_key="q", properties=persistent),
+                Client.publish_bytes(1, b"lost", routing_key="none", mandatory=True),
+            )
+        )
+    )
+    frames = client.frames()
+    assert [type(f.method).__name__ for f in frames] == ["Return", "Ack"]
+    assert (frames[1].method.delivery_tag, frames[1].method.multiple) == (4, True)
+    entries = client.context.broker.vhost("/").queue("q").ready_entries()
+    assert [e.message.body for e in entries] == [b"plain", b"ttl", b"persistent"]
+    assert [e.message.persistent for e in entries] == [False, False, True]
+    assert entries[1].expires_at is not None
+    assert entries[0].expires_at is None

@@ -10,6 +10,8 @@ AMQP view; `mqtt_view` derives what an MQTT subscriber sees from it.
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +20,7 @@ from gateway.bridge.reply import reply_topic_for_queue
 from gateway.bridge.topics import TopicTranslator, is_valid_topic_name
 from gateway.core.message import Message, message_with_properties
 from gateway.core.message import Properties as AmqpProperties
-from gateway.mqtt.codec import encode_publish_header
+from gateway.mqtt.codec import encode_publish_header, publish_header_parts
 from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_3_1_1, MQTT_5, Properties, Publish
 
 # Annotation keys (the core never reads them; only bridge/ and the MQTT adapter do).
@@ -120,11 +122,13 @@ _PLAIN_BY_INDEX: tuple[AmqpProperties, ...] = tuple(
 )
 
 
-def plain_views(topic: str) -> tuple[MqttView, ...]:
+def plain_views(topic: str, translator: TopicTranslator | None = None) -> tuple[MqttView, ...]:
     """The shared views of property-less MQTT publishes to ``topic``, by qos * 2 + retain:
-    a publisher's hub caches them per topic, so no per-message view look-up remains."""
+    a publisher's hub caches them per topic, so no per-message view look-up remains. With the
+    hub's ``translator`` the views know the routing key they stand for (`view_function`)."""
+    key = None if translator is None else translator.topic_to_routing_key(topic)
     return tuple(
-        MqttView(topic, qos, retain, EMPTY_PROPERTIES, None)
+        MqttView(topic, qos, retain, EMPTY_PROPERTIES, None, translator=translator, routing_key=key)
         for qos in (0, 1, 2)
         for retain in (False, True)
     )
@@ -238,6 +242,13 @@ class MqttView:
     # QoS 0 PUBLISH headers made from this view (`qos0_header`), by payload size, RETAIN and
     # version: a fan-out, and every message sharing the view, encodes its header once.
     headers: dict[int, bytes] | None = field(default=None, compare=False, repr=False)
+    # Set on the views of `plain_views`: the translator and the routing key it makes of
+    # `topic`. A message still under that key shows this view unchanged (`view_function`).
+    translator: TopicTranslator | None = field(default=None, compare=False, repr=False)
+    routing_key: str | None = field(default=None, compare=False, repr=False)
+    # The same for QoS 1/2 (`acked_header`): a packer and the parts around the packet id.
+    acked_headers: dict[int, _AckedHeader] | None = field(default=None, compare=False,
+                                                          repr=False)  # fmt: skip
 
     def qos0_header(self, payload_size: int, retain: bool, v5: bool) -> bytes:
         """The QoS 0 PUBLISH header (fixed header, topic, and for MQTT 5 the view's
@@ -261,8 +272,34 @@ class MqttView:
         headers[key] = header
         return header
 
+    def acked_header(
+        self, payload_size: int, qos: int, retain: bool, v5: bool, packet_id: int
+    ) -> bytes:
+        """`qos0_header` for a QoS 1 or 2 PUBLISH: the same bytes as `encode_publish_header`
+        for this view's topic (and properties in MQTT 5), DUP clear, with `packet_id`."""
+        key = (payload_size << 4) | (qos << 2) | (2 if v5 else 0) | (1 if retain else 0)
+        headers = self.acked_headers
+        if headers is None:
+            headers = self.acked_headers = {}
+        else:
+            found = headers.get(key)
+            if found is not None:
+                return found[0](found[1], packet_id, found[2])
+            if len(headers) >= _VIEW_HEADERS_MAX:
+                headers.clear()
+        props, version = (self.properties, MQTT_5) if v5 else (EMPTY_PROPERTIES, MQTT_3_1_1)
+        head, tail = publish_header_parts(
+            self.topic, payload_size, qos, retain, False, props, version
+        )
+        # One struct per header shape: packing the parts around the id is one C call.
+        entry = headers[key] = (struct.Struct(f"!{len(head)}sH{len(tail)}s").pack, head, tail)
+        return entry[0](head, packet_id, tail)
 
-# Headers one view keeps (distinct payload sizes x RETAIN x version).
+
+# How `acked_header` keeps one header: a packer of (head, packet id, tail), head and tail.
+_AckedHeader = tuple[Callable[[bytes, int, bytes], bytes], bytes, bytes]
+
+# Headers one view keeps (distinct payload sizes x RETAIN x version, x QoS for acked ones).
 _VIEW_HEADERS_MAX = 16
 
 
@@ -438,6 +475,24 @@ def mqtt_view(message: Message, translator: TopicTranslator) -> MqttView:
         return hit
     view = _amqp_view(message, translator)
     annotations[_A_VIEW] = (message.id, translator, message.properties, view)
+    return view
+
+
+def view_function(translator: TopicTranslator) -> Callable[[Message], MqttView]:
+    """`mqtt_view` with ``translator`` bound, answering in one call for a message that
+    carries a view of `plain_views` and was not re-routed since (the delivery hot path)."""
+
+    def view(message: Message) -> MqttView:
+        built = message.annotations.get(A_VIEW)
+        if (
+            isinstance(built, MqttView)
+            and built.routing_key == message.routing_key
+            and built.translator is translator
+        ):
+            # What mqtt_view finds too: the topic's key under this translator is the key.
+            return built
+        return mqtt_view(message, translator)
+
     return view
 
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import cast
 
 from gateway.mqtt.codec_decode import DECODERS, TOPIC_NAMES
-from gateway.mqtt.codec_encode import encode, encode_publish, encode_publish_header
+from gateway.mqtt.codec_encode import (
+    encode,
+    encode_publish,
+    encode_publish_header,
+    publish_header_parts,
+)
 from gateway.mqtt.codec_errors import (
     InvalidTopic,
     MalformedPacket,
@@ -29,20 +34,28 @@ __all__ = [
     "MqttError",
     "PacketDecoder",
     "PacketTooLarge",
+    "Plain",
+    "PlainPubAck",
     "PlainPublish",
+    "PlainPublishQos1",
     "ProtocolError",
     "UnsupportedProtocolVersion",
     "encode",
     "encode_publish",
     "encode_publish_header",
+    "publish_header_parts",
 ]
 
 _PUBLISH = PacketType.PUBLISH
-_PLAIN_FIRST = 0x30  # PUBLISH, QoS 0, no DUP, no RETAIN
 
-# A QoS 0 PUBLISH without DUP, RETAIN or properties as (topic, payload): `feed_plain` yields
-# it for topics seen before, so a server's ingest path builds no `Publish` per message.
+# What `feed_plain` yields instead of packet objects, so a server's hot paths build none:
+# a QoS 0 PUBLISH without DUP, RETAIN or properties, to a topic name seen before, as
+# (topic, payload); the same at QoS 1 as (topic, payload, packet id); and a PUBACK with
+# neither reason code (or Success) nor properties as its packet id, a plain int.
 PlainPublish = tuple[str, bytes]
+PlainPublishQos1 = tuple[str, bytes, int]
+PlainPubAck = int
+Plain = PlainPublish | PlainPublishQos1 | PlainPubAck
 _CONNECT = PacketType.CONNECT
 
 
@@ -59,7 +72,15 @@ class PacketDecoder:
     keeps the error in `error`; the next `feed` raises it. A decoder that raised stays broken.
     """
 
-    __slots__ = ("_buffered", "_chunks", "_need", "error", "max_packet_size", "protocol_level")
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_need",
+        "all_plain",
+        "error",
+        "max_packet_size",
+        "protocol_level",
+    )
 
     def __init__(self, *, max_packet_size: int = MAX_VBI + 5, protocol_level: int | None = None):
         self.max_packet_size = max_packet_size
@@ -68,17 +89,21 @@ class PacketDecoder:
         self._chunks: list[bytes] = []
         self._buffered = 0  # bytes held in _chunks
         self._need = 0  # bytes needed before another packet can complete
+        # After `feed_plain`: True when every item it returned is a `Plain` one.
+        self.all_plain = False
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Packet]:
         return cast("list[Packet]", self._feed(data, False))
 
-    def feed_plain(self, data: bytes | bytearray | memoryview) -> list[Packet | PlainPublish]:
-        """`feed`, but a QoS 0 PUBLISH without DUP, RETAIN or properties, to a topic name
-        seen before, comes out as a `PlainPublish` tuple instead of a `Publish`."""
+    def feed_plain(self, data: bytes | bytearray | memoryview) -> list[Packet | Plain]:
+        """`feed`, but the commonest packets come out as `Plain` values instead of objects:
+        a PUBLISH at QoS 0 or 1 without DUP, RETAIN or properties, to a topic name seen
+        before, as a tuple, and a PUBACK that says Success without properties as its packet
+        id. Everything else (and whatever is malformed) takes the full decoder."""
         return self._feed(data, True)
 
     def _feed(self, data: bytes | bytearray | memoryview, plain: bool
-              ) -> list[Packet | PlainPublish]:  # fmt: skip
+              ) -> list[Packet | Plain]:  # fmt: skip
         if self.error is not None:
             raise self.error
         if self._buffered:
@@ -93,63 +118,99 @@ class PacketDecoder:
             self._buffered = 0
         elif type(data) is not bytes:
             data = bytes(data)
-        packets: list[Packet | PlainPublish] = []
+        packets: list[Packet | Plain] = []
+        self.all_plain = False
         try:
-            self._decode_into(data, packets, plain)
+            self.all_plain = self._decode_into(data, packets, plain)
         except MqttError as exc:
+            self.all_plain = False
             self.error = exc
             if not packets:
                 raise
         return packets
 
-    def _decode_into(self, data: bytes, packets: list[Packet | PlainPublish], plain: bool
-                     ) -> None:  # fmt: skip
+    def _decode_into(self, data: bytes, packets: list[Packet | Plain], plain: bool) -> bool:
+        """Append what `data` holds; True when every appended item is a `Plain` one."""
         size = len(data)
         pos = 0
         version = self.protocol_level
         limit = self.max_packet_size
+        fast = plain and version is not None
+        v5 = version == MQTT_5
+        all_plain = True
+        append = packets.append
+        cached_topic = TOPIC_NAMES.get  # cleared, never replaced
         while pos < size:
             first = data[pos]
-            # Remaining Length: a variable byte integer of at most 4 bytes [MQTT-1.5.5].
+            # Remaining Length: a variable byte integer of at most 4 bytes [MQTT-1.5.5]; most
+            # packets have a one-byte one.
             cursor = pos + 1
-            remaining = 0
-            shift = 0
-            while True:
-                if cursor >= size:
-                    self._keep(data, pos, cursor - pos + 1)
-                    return
-                byte = data[cursor]
+            remaining = data[cursor] if cursor < size else 0x80
+            if remaining < 0x80:
                 cursor += 1
-                remaining |= (byte & 0x7F) << shift
-                if byte < 0x80:
-                    if byte == 0 and shift:
-                        raise MalformedPacket("remaining length is not minimally encoded")
-                    break
-                shift += 7
-                if shift == 28:
-                    raise MalformedPacket("remaining length longer than 4 bytes")
+            else:
+                remaining = 0
+                shift = 0
+                while True:
+                    if cursor >= size:
+                        self._keep(data, pos, cursor - pos + 1)
+                        return all_plain
+                    byte = data[cursor]
+                    cursor += 1
+                    remaining |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        if byte == 0 and shift:
+                            raise MalformedPacket("remaining length is not minimally encoded")
+                        break
+                    shift += 7
+                    if shift == 28:
+                        raise MalformedPacket("remaining length longer than 4 bytes")
             total = cursor - pos + remaining
             if total > limit:
                 raise PacketTooLarge(f"packet of {total} bytes exceeds the maximum of {limit}")
             end = cursor + remaining
             if end > size:
                 self._keep(data, pos, total)
-                return
-            if first == _PLAIN_FIRST and plain and version is not None and remaining >= 2:
-                # The ingest hot path: a checked topic name from the cache and a payload
-                # slice; anything unusual falls through to the full decoder below.
-                stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
-                if stop <= end:
-                    topic = TOPIC_NAMES.get(data[cursor + 2 : stop])
-                    if topic is not None:
-                        if version != MQTT_5:
-                            packets.append((topic, data[stop:end]))
-                            pos = end
-                            continue
-                        if stop < end and data[stop] == 0:  # Property Length 0
-                            packets.append((topic, data[stop + 1 : end]))
-                            pos = end
-                            continue
+                return all_plain
+            if fast:
+                # The hot paths: a checked topic name from the cache and a payload slice, or a
+                # PUBACK's packet id; anything unusual falls through to the full decoder.
+                if first == 0x30 and remaining >= 2:  # QoS 0, no DUP, no RETAIN
+                    stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+                    if stop <= end:
+                        topic = cached_topic(data[cursor + 2 : stop])
+                        if topic is not None:
+                            if not v5:
+                                append((topic, data[stop:end]))
+                                pos = end
+                                continue
+                            if stop < end and data[stop] == 0:  # Property Length 0
+                                append((topic, data[stop + 1 : end]))
+                                pos = end
+                                continue
+                elif first == 0x32 and remaining >= 4:  # QoS 1, no DUP, no RETAIN
+                    stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+                    if stop + 2 <= end:
+                        topic = cached_topic(data[cursor + 2 : stop])
+                        packet_id = (data[stop] << 8) | data[stop + 1]
+                        if topic is not None and packet_id:
+                            if not v5:
+                                append((topic, data[stop + 2 : end], packet_id))
+                                pos = end
+                                continue
+                            if stop + 2 < end and data[stop + 2] == 0:  # Property Length 0
+                                append((topic, data[stop + 3 : end], packet_id))
+                                pos = end
+                                continue
+                elif first == 0x40 and (  # PUBACK
+                    remaining == 2 or (remaining == 3 and v5 and not data[end - 1])
+                ):
+                    # MQTT 5 may also send Success as a reason code byte: the same PUBACK.
+                    packet_id = (data[cursor] << 8) | data[cursor + 1]
+                    if packet_id:
+                        append(packet_id)
+                        pos = end
+                        continue
             kind = first >> 4
             flags = first & 0x0F
             if kind != _PUBLISH and flags != REQUIRED_FLAGS.get(kind, flags):
@@ -159,12 +220,16 @@ class PacketDecoder:
                     raise ProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
                 connect = cast(Connect, DECODERS[kind](flags, data, cursor, end, 0))
                 version = self.protocol_level = connect.protocol_level
+                fast = plain
+                v5 = version == MQTT_5
                 packet: Packet = connect
             else:
                 packet = DECODERS[kind](flags, data, cursor, end, version)
-            packets.append(packet)
+            append(packet)
+            all_plain = False
             pos = end
         self._need = 0
+        return all_plain
 
     def _keep(self, data: bytes, pos: int, need: int) -> None:
         tail = data[pos:] if pos else data

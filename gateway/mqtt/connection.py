@@ -20,13 +20,23 @@ what it had to say is in `data_to_send()`, and the caller closes the transport.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import Enum
+import struct
+from typing import cast
 
-from gateway.mqtt.codec import PacketDecoder, PlainPublish, encode, encode_publish_header
+from gateway.mqtt.codec import PacketDecoder, Plain, encode, encode_publish_header
 from gateway.mqtt.codec_errors import MqttError, ProtocolError
 from gateway.mqtt.codec_tables import CONNACK_CODES, DISCONNECT_CODES
+from gateway.mqtt.connection_states import (
+    RECEIVE_TRANSITIONS,
+    REFUSED_CONNACK,
+    SEND_TRANSITIONS,
+    ConnectionState,
+    ConnectTimedOut,
+    Event,
+    KeepaliveExpired,
+    LocalProtocolError,
+    ProtocolViolation,
+)
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
     MQTT_5,
@@ -45,92 +55,12 @@ from gateway.mqtt.packets import (
     PubRel,
     ReasonCode,
     SubAck,
-    Subscribe,
     UnsubAck,
-    Unsubscribe,
     make_publish,
 )
 from gateway.mqtt.properties import without_problem_information
 
-
-class ConnectionState(Enum):
-    AWAIT_CONNECT = "await_connect"  # nothing received yet
-    AWAIT_CONNACK = "await_connack"  # CONNECT received; the session decides (and may AUTH)
-    CONNECTED = "connected"  # a successful CONNACK went out
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class KeepaliveExpired:
-    """No packet for 1.5 x `keep_alive` seconds [MQTT-3.1.2-24]; v5 got DISCONNECT 0x8D."""
-
-    keep_alive: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectTimedOut:
-    """No CONNECT within `connect_timeout` of the connection opening."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProtocolViolation:
-    """The client broke the protocol. `reason_code` is what went wrong; the machine queued
-    what the protocol allows it to say (v5 DISCONNECT or CONNACK, or nothing)."""
-
-    reason_code: ReasonCode
-    text: str
-
-
-Event = Packet | PlainPublish | KeepaliveExpired | ConnectTimedOut | ProtocolViolation
-
-
-class LocalProtocolError(Exception):
-    """The local side asked for something the protocol forbids in this state (a bug)."""
-
-
 _S = ConnectionState
-_FROM_CLIENT: tuple[type[Packet], ...] = (
-    Publish,
-    PubAck,
-    PubRec,
-    PubRel,
-    PubComp,
-    Subscribe,
-    Unsubscribe,
-    PingReq,
-    Auth,
-)
-_FROM_SERVER: tuple[type[Packet], ...] = (
-    Publish,
-    PubAck,
-    PubRec,
-    PubRel,
-    PubComp,
-    SubAck,
-    UnsubAck,
-    PingResp,
-    Auth,
-)
-REFUSED_CONNACK = "refused ConnAck"  # a CONNACK with a reason code >= 0x80
-
-# What may arrive in each state, and the state after it; anything else is a protocol error.
-RECEIVE_TRANSITIONS: Mapping[tuple[ConnectionState, type[Packet]], ConnectionState] = {
-    (_S.AWAIT_CONNECT, Connect): _S.AWAIT_CONNACK,
-    **{(_S.AWAIT_CONNACK, kind): _S.AWAIT_CONNACK for kind in _FROM_CLIENT},
-    (_S.AWAIT_CONNACK, Disconnect): _S.CLOSED,
-    **{(_S.CONNECTED, kind): _S.CONNECTED for kind in _FROM_CLIENT},
-    (_S.CONNECTED, Disconnect): _S.CLOSED,
-}
-# What may be sent in each state; anything else raises LocalProtocolError. Nothing goes out
-# before CONNACK but AUTH [MQTT-3.2.0-1], and no DISCONNECT before a successful CONNACK
-# [MQTT-3.14.0-1].
-SEND_TRANSITIONS: Mapping[tuple[ConnectionState, type[Packet] | str], ConnectionState] = {
-    (_S.AWAIT_CONNACK, ConnAck): _S.CONNECTED,
-    (_S.AWAIT_CONNACK, REFUSED_CONNACK): _S.CLOSED,
-    (_S.AWAIT_CONNACK, Auth): _S.AWAIT_CONNACK,
-    **{(_S.CONNECTED, kind): _S.CONNECTED for kind in _FROM_SERVER},
-    (_S.CONNECTED, Disconnect): _S.CLOSED,
-}
 
 # Packets that may not carry Reason String or User Properties when the client asked for no
 # problem information [MQTT-3.1.2-32].
@@ -140,6 +70,9 @@ _ACKS: frozenset[type[Packet]] = frozenset({PubAck, PubRec, PubRel, PubComp, Sub
 _V3_UNSUPPORTED_LEVEL = b"\x20\x02\x00\x01"  # 3.1.1 CONNACK, return code 1
 _DEFAULT_RECEIVE_MAXIMUM = 65535
 _UNSPECIFIED = ReasonCode.UNSPECIFIED_ERROR
+_PUBACK_FIRST = 0x40
+_PUBACK = struct.Struct("!BBH").pack  # first byte, remaining length 2, packet id
+_PUBACK_WITH_CODE = struct.Struct("!BBHB").pack  # ... remaining length 3, and a reason code
 
 
 class MqttConnection:
@@ -222,48 +155,70 @@ class MqttConnection:
         """Feed bytes from the client; returns packets and made-up events in wire order."""
         if self.state is _S.CLOSED:
             return []
+        decoder = self._decoder
         try:
-            decoder = self._decoder
-            packets = decoder.feed_plain(data) if self.plain_publish else decoder.feed(data)
+            if self.plain_publish:
+                packets = decoder.feed_plain(data)
+            else:
+                packets = cast("list[Packet | Plain]", decoder.feed(data))
         except MqttError as exc:
             return [self._violated(exc.reason_code, exc.text)]
+        if not packets:
+            return []  # a decoder error comes with packets decoded before it, or raises
+        # Keep-alive counts whole control packets, not bytes [MQTT-3.1.2-24].
+        self._last_received = now
+        v5 = self._version == MQTT_5
+        if (
+            decoder.all_plain
+            and self.state is _S.CONNECTED
+            and decoder.error is None
+            and (not v5 or self._maximum_qos)
+        ):
+            # Plain items need no check once connected (QoS <= 1, no properties): the hot
+            # path hands the decoder's list over as it is.
+            return cast("list[Event]", packets)
+        return self._events(packets, v5)
+
+    def _events(self, packets: list[Packet | Plain], v5: bool) -> list[Event]:
         events: list[Event] = []
-        if packets:
-            # Keep-alive counts whole control packets, not bytes [MQTT-3.1.2-24].
-            self._last_received = now
-            v5 = self._version == MQTT_5
-            for packet in packets:
-                if isinstance(packet, tuple):
-                    if self.state is _S.CONNECTED:
-                        events.append(packet)  # nothing to check: QoS 0, no properties
-                        continue
-                    packet = make_publish(*packet, 0, False, False, None, EMPTY_PROPERTIES)
-                if type(packet) is Publish and self.state is _S.CONNECTED:
-                    # The hot path: skip the table lookup for the common case.
-                    if v5 and (
-                        packet.properties is not EMPTY_PROPERTIES
-                        or packet.qos > self._maximum_qos
-                        or (packet.retain and not self._retain_available)
-                    ):
-                        try:
-                            packet = self._check_publish(packet)
-                        except MqttError as exc:
-                            events.append(self._violated(exc.reason_code, exc.text))
-                            break
-                    events.append(packet)
+        for item in packets:
+            if isinstance(item, tuple | int):
+                if self.state is _S.CONNECTED and (
+                    not v5 or isinstance(item, int) or self._maximum_qos or len(item) == 2
+                ):
+                    events.append(item)
                     continue
-                try:
-                    event = self._receive(packet)
-                except MqttError as exc:
-                    events.append(self._violated(exc.reason_code, exc.text))
-                    break
-                if event is not None:
-                    events.append(event)
-                if self.closed:
-                    break
-                v5 = self._version == MQTT_5
+                # Before CONNACK (or above an MQTT 5 Maximum QoS 0) the state table and the
+                # checks judge the packet it stands for.
+                packet: Packet = _packet_of(item)
+            else:
+                packet = item
+            if type(packet) is Publish and self.state is _S.CONNECTED:
+                # The hot path: skip the table lookup for the common case.
+                if v5 and (
+                    packet.properties is not EMPTY_PROPERTIES
+                    or packet.qos > self._maximum_qos
+                    or (packet.retain and not self._retain_available)
+                ):
+                    try:
+                        packet = self._check_publish(packet)
+                    except MqttError as exc:
+                        events.append(self._violated(exc.reason_code, exc.text))
+                        break
+                events.append(packet)
+                continue
+            try:
+                event = self._receive(packet)
+            except MqttError as exc:
+                events.append(self._violated(exc.reason_code, exc.text))
+                break
+            if event is not None:
+                events.append(event)
+            if self.state is _S.CLOSED:
+                break
+            v5 = self._version == MQTT_5
         error = self._decoder.error
-        if error is not None and not self.closed:
+        if error is not None and self.state is not _S.CLOSED:
             events.append(self._violated(error.reason_code, error.text))
         return events
 
@@ -460,24 +415,38 @@ class MqttConnection:
             self._out.append(payload)
         return True
 
-    def send_encoded(self, header: bytes, payload: bytes) -> bool:
+    def send_encoded(self, header: bytes, payload: bytes) -> int:
         """Queue a PUBLISH whose header the caller encoded for this connection's version (a
-        QoS 0 header cached per message and version: fan-out encodes once). The caller vouches
-        for the header; this checks the state and the client's Maximum Packet Size, as
-        `send_publish` does. False when not sent (closed, or too large: counts as delivered
+        header cached per message shape: fan-out encodes once). The caller vouches for the
+        header; this checks the state and the client's Maximum Packet Size, as `send_publish`
+        does. Returns how many chunks `data_to_send` now holds (1 or 2 for the first PUBLISH
+        since the last drain), or 0 when not sent (closed, or too large: counts as delivered
         [MQTT-3.1.2-28])."""
         state = self.state
         if state is not _S.CONNECTED:
             if state is _S.CLOSED:
-                return False
+                return 0
             raise LocalProtocolError("PUBLISH before a successful CONNACK")
         limit = self.client_maximum_packet_size
         if limit is not None and len(header) + len(payload) > limit:
-            return False
+            return 0
         out = self._out
         out.append(header)
         if payload:
             out.append(payload)
+        return len(out)
+
+    def send_puback(self, packet_id: int, reason_code: int = 0) -> bool:
+        """`send(PubAck(packet_id, reason_code))` without building the `PubAck`: the QoS 1
+        ingest hot path. The same bytes, the same checks."""
+        # No size check: a client whose Maximum Packet Size is below 4 could not take the
+        # (5-byte) CONNACK, so it is never CONNECTED.
+        if self.state is not _S.CONNECTED:
+            return self.send(PubAck(packet_id, ReasonCode(reason_code)))
+        if reason_code and self._version == MQTT_5:
+            self._out.append(_PUBACK_WITH_CODE(_PUBACK_FIRST, 3, packet_id, reason_code))
+        else:
+            self._out.append(_PUBACK(_PUBACK_FIRST, 2, packet_id))
         return True
 
     def close(
@@ -558,6 +527,15 @@ class MqttConnection:
             self._out.append(_V3_UNSUPPORTED_LEVEL)
         self.state = _S.CLOSED
         return ProtocolViolation(reason_code, text)
+
+
+def _packet_of(item: Plain) -> Publish | PubAck:
+    """The packet a `Plain` item from `PacketDecoder.feed_plain` stands for."""
+    if isinstance(item, int):
+        return PubAck(item)
+    if len(item) == 2:
+        return make_publish(item[0], item[1], 0, False, False, None, EMPTY_PROPERTIES)
+    return make_publish(item[0], item[1], 1, False, False, item[2], EMPTY_PROPERTIES)
 
 
 def _connack_code(reason_code: ReasonCode, fallback: ReasonCode) -> ReasonCode:

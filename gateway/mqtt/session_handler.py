@@ -3,9 +3,13 @@
 The handler never touches a socket: it reads events from the sans-I/O `MqttConnection`, acts on
 the hub and the core, and writes packets back into the machine. The listener flushes
 `conn.data_to_send()` when `on_output` says there is something, once per loop turn, and gives
-the handler its `pause_reading` / `resume_reading` hooks for flow control. SUBSCRIBE and
-UNSUBSCRIBE are in `session_subscribe`, acknowledgements that wait for the store's commit in
-`session_acks`.
+the handler its `pause_reading` / `resume_reading` hooks for flow control. PUBLISH and the
+QoS 1/2 answers to it are in `session_publish`, SUBSCRIBE and UNSUBSCRIBE in
+`session_subscribe`, acknowledgements that wait for the store's commit in `session_acks`.
+
+The connection hands over the decoder's `Plain` items (codec.py) for the commonest packets:
+`handle_events` takes a PUBACK's packet id and a QoS 0 PUBLISH's (topic, payload) without the
+event table, and the handler calls `on_output` once per read, not once per answer.
 
 One handler lives per connection, most of them idle (issue 7, S7): slots, a class-level event
 table, and containers made on first use keep it small.
@@ -19,7 +23,7 @@ from typing import Any
 
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
-from gateway.mqtt.codec import PlainPublish
+from gateway.mqtt.codec import PlainPubAck
 from gateway.mqtt.connection import (
     ConnectTimedOut,
     Event,
@@ -51,6 +55,7 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_acks import Held, HeldAcks, written, written_since
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
+from gateway.mqtt.session_publish import on_plain_publish, on_publish, on_pubrec, on_pubrel
 from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
 
 __all__ = ["ClientHandler", "shared_queue_name"]
@@ -72,7 +77,6 @@ class ClientHandler:
         "_connack_held",
         "_counted",
         "_flow",
-        "_held",
         "_pause_reading",
         "_resume_reading",
         "_socket_writable",
@@ -80,6 +84,7 @@ class ClientHandler:
         "close_transport",
         "closed",
         "conn",
+        "held",
         "hub",
         "on_output",
         "peer_host",
@@ -123,7 +128,7 @@ class ClientHandler:
         self._alias_limit = 0
         # Acknowledgements waiting for the store's commit (session_acks.py), made when the
         # first one has to wait.
-        self._held: HeldAcks | None = None
+        self.held: HeldAcks | None = None
         # While a CONNACK waits for its commit nothing is delivered; the socket's own state.
         self._connack_held = False
         self._socket_writable = True
@@ -191,17 +196,35 @@ class ClientHandler:
         if session is None:
             for event in events:
                 if self.closed:
-                    return
+                    break
                 dispatch[type(event)](self, event)
         else:
+            # The commonest events go without the table: a plain PUBACK (its packet id) and a
+            # plain QoS 0 PUBLISH (topic, payload), which needs no answer.
             session.batching = True
+            puback = session.puback
+            hub = self.hub
+            route_plain = hub.route_plain
+            client_id = self.client_id
             try:
                 for event in events:
                     if self.closed:
                         break
-                    dispatch[type(event)](self, event)
+                    if isinstance(event, int):
+                        puback(event)
+                    elif isinstance(event, tuple) and len(event) == 2:
+                        try:
+                            route_plain(event[0], event[1], client_id, 0)
+                        except (PublishRefused, CoreError):
+                            # Dropped silently, as publish_refused does for QoS 0.
+                            hub.stats["refused"] += 1
+                    else:
+                        dispatch[type(event)](self, event)
             finally:
                 session.end_batch()
+        # The plain paths (PUBACKs to plain PUBLISHes) queue output without telling: once
+        # per read is enough.
+        self.on_output()
         if hits:
             self._flow_hit()
 
@@ -225,6 +248,11 @@ class ClientHandler:
     def _on_puback(self, packet: PubAck) -> None:
         if self.session is not None:
             self.session.puback(packet.packet_id)
+
+    def _on_plain_puback(self, packet_id: PlainPubAck) -> None:
+        session = self.session
+        if session is not None:
+            session.puback(packet_id)
 
     def _on_pubcomp(self, packet: PubComp) -> None:
         if self.session is not None:
@@ -382,86 +410,12 @@ class ClientHandler:
         self.on_output()
         self._finish()
 
-    # -- PUBLISH -----------------------------------------------------------------------------
-
-    def _on_plain_publish(self, event: PlainPublish) -> None:
-        try:
-            self.hub.route_plain(event[0], event[1], self.client_id)
-        except (PublishRefused, CoreError):
-            self.hub.stats["refused"] += 1  # QoS 0: dropped silently, as _publish_refused does
-
-    def _on_publish(self, publish: Publish) -> None:
-        qos = publish.qos
-        if not qos and publish.properties is EMPTY_PROPERTIES:
-            # The QoS 0 hot path: nothing to check, nothing to answer.
-            try:
-                self.hub.route_publish(publish, self.client_id)
-            except (PublishRefused, CoreError):
-                self.hub.stats["refused"] += 1  # dropped silently, as _publish_refused does
-            return
-        session = self.session
-        assert session is not None
-        packet_id = publish.packet_id
-        if qos == 2:
-            assert packet_id is not None  # the codec requires one for QoS > 0
-            inbound = session.inbound_qos2
-            if packet_id in inbound:
-                self.ack(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
-                return
-            if self.protocol_level == MQTT_5 and len(inbound) >= self.hub.settings.max_inflight:
-                # More unfinished QoS 2 exchanges than the Receive Maximum we advertised (3.3.4).
-                self.fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
-                return
-        if publish.properties.payload_format_indicator == 1:
-            try:
-                publish.payload.decode("utf-8")
-            except UnicodeDecodeError:
-                self._publish_refused(
-                    publish,
-                    ReasonCode.PAYLOAD_FORMAT_INVALID,
-                    "payload is not valid UTF-8 (Payload Format Indicator 1)",
-                )
-                return
-        # QoS 1/2 messages are persistent: one the store records is acked after its commit.
-        barrier = self.hub.broker.commit_barrier if qos else None
-        before = 0 if barrier is None else barrier.written
-        try:
-            result = self.hub.route_publish(publish, self.client_id)
-        except PublishRefused as exc:
-            self._publish_refused(publish, exc.reason_code, exc.text)
-            return
-        except CoreError as exc:
-            self._publish_refused(publish, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, exc.text)
-            return
-        if qos == 0:
-            return
-        if result.rejected:
-            if self.protocol_level == MQTT_5:
-                self._publish_refused(publish, ReasonCode.QUOTA_EXCEEDED, "a target queue is full")
-            else:
-                # 3.1.1 cannot say "not taken": closing makes the client send it again later
-                # (DESIGN.md section 5).
-                self.fail(ReasonCode.QUOTA_EXCEEDED)
-            return
-        code = _SUCCESS if result.routed else ReasonCode.NO_MATCHING_SUBSCRIBERS
-        if self.protocol_level != MQTT_5:
-            code = _SUCCESS
-        assert packet_id is not None
-        if qos == 2:
-            session.hold_inbound_qos2(packet_id)
-            self.hub.session_changed(session)  # a persistent session stores the id first
-        wait_for = 0
-        if barrier is not None and barrier.written != before:
-            wait_for = barrier.written
-        if qos == 1:
-            self.ack(PubAck(packet_id, code), wait_for)
-        else:
-            self.ack(PubRec(packet_id, code), wait_for)
+    # -- acknowledgements ----------------------------------------------------------------
 
     def ack(self, packet: Held, wait_for: int = 0) -> None:
         """Send now, or hold until the store commits record ``wait_for`` (and whatever is
         held before it)."""
-        held = self._held
+        held = self.held
         if not wait_for and not held:
             if callable(packet):
                 packet()
@@ -469,45 +423,8 @@ class ClientHandler:
                 self.send(packet)
             return
         if held is None:
-            held = self._held = HeldAcks(self)
+            held = self.held = HeldAcks(self)
         held.add(wait_for, packet)
-
-    def _publish_refused(self, publish: Publish, code: ReasonCode, text: str) -> None:
-        """A PUBLISH the gateway will not take, answered as Mosquitto does: QoS 1/2 get their
-        PUBACK/PUBREC (in MQTT 5 with the reason code, and a Reason String the machine drops
-        when the client asked for no problem information); QoS 0 is dropped silently."""
-        self.hub.stats["refused"] += 1
-        packet_id = publish.packet_id
-        if publish.qos == 0 or packet_id is None:
-            return
-        ack = PubAck if publish.qos == 1 else PubRec
-        if self.protocol_level == MQTT_5:
-            self.send(ack(packet_id, code, Properties(reason_string=text)))
-        else:
-            self.send(ack(packet_id))
-
-    def _on_pubrel(self, pubrel: PubRel) -> None:
-        session = self.session
-        assert session is not None
-        if session.release_inbound_qos2(pubrel.packet_id):
-            self.hub.session_changed(session)
-            self.send(PubComp(pubrel.packet_id))
-        else:
-            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == MQTT_5 else \
-                _SUCCESS  # fmt: skip
-            self.send(PubComp(pubrel.packet_id, code))
-
-    def _on_pubrec(self, pubrec: PubRec) -> None:
-        session = self.session
-        assert session is not None
-        failed = pubrec.reason_code >= 0x80
-        if session.pubrec(pubrec.packet_id, failed):
-            if not failed:
-                self.send(PubRel(pubrec.packet_id))
-        elif not failed:
-            code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == MQTT_5 else \
-                _SUCCESS  # fmt: skip
-            self.send(PubRel(pubrec.packet_id, code))
 
     # -- endings -----------------------------------------------------------------------------
 
@@ -563,11 +480,13 @@ class ClientHandler:
 
 # What each machine event means: one dict lookup per packet, and no per-connection table.
 _DISPATCH: dict[type[Event], Callable[[ClientHandler, Any], None]] = {
-    Publish: ClientHandler._on_publish,
-    tuple: ClientHandler._on_plain_publish,  # PlainPublish (connection.plain_publish)
+    Publish: on_publish,
+    # The decoder's `Plain` items (connection.plain_publish): PUBLISH tuples, PUBACK ids.
+    tuple: on_plain_publish,
+    int: ClientHandler._on_plain_puback,
     PubAck: ClientHandler._on_puback,
-    PubRec: ClientHandler._on_pubrec,
-    PubRel: ClientHandler._on_pubrel,
+    PubRec: on_pubrec,
+    PubRel: on_pubrel,
     PubComp: ClientHandler._on_pubcomp,
     Subscribe: on_subscribe,
     Unsubscribe: on_unsubscribe,

@@ -10,25 +10,18 @@ import contextlib
 import dataclasses
 import heapq
 import itertools
-import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.bridge.convert import (
-    A_CLIENT,
-    A_PROPS,
-    A_QOS,
-    A_RETAIN,
-    A_RETAINED_FOR,
-    A_TOPIC,
-    H_RETAIN,
     MqttView,
     message_from_plain_publish,
     message_from_publish,
     message_qos,
     plain_views,
+    view_function,
 )
 from gateway.bridge.mapping_rules import EMPTY as NO_MAPPINGS
 from gateway.bridge.mapping_rules import MappingSet
@@ -49,10 +42,22 @@ from gateway.mqtt.packets import (
 )
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Outbound, Session, TopicSubscription
+from gateway.mqtt.session_delivery import SessionDelivery
+from gateway.mqtt.session_retained import HubRetained, RetainedValue
 from gateway.store.mqtt_sessions import StoredSession
 
 if TYPE_CHECKING:
     from gateway.core.queues import Queue
+
+__all__ = [
+    "MqttHub",
+    "MqttSettings",
+    "PendingWill",
+    "PublishRefused",
+    "RetainedValue",  # kept in session_retained.py; the store's golden files name it here
+    "SessionStore",
+    "WillStore",
+]
 
 _PLAIN_ROUTES_MAX = 4096  # topics; the cache is cleared when full, which only costs misses
 
@@ -77,14 +82,6 @@ class MqttSettings:
     # QoS 0 to a clean session whose socket is paused: "block" holds the publishers
     # (core/flow.py), "drop" drops and counts (the queue's messages_dropped).
     qos0_overflow: str = "block"
-
-
-@dataclass(slots=True)
-class RetainedValue:
-    """What the retained store keeps: the MQTT view of the message and its payload."""
-
-    view: MqttView
-    payload: bytes
 
 
 class SessionStore(Protocol):
@@ -121,7 +118,7 @@ def _not_qos0(message: Message) -> bool:
     return message_qos(message) > 0
 
 
-class MqttHub:
+class MqttHub(HubRetained):
     def __init__(
         self,
         broker: Broker,
@@ -137,10 +134,15 @@ class MqttHub:
         self.vhost: VirtualHost = broker.vhost(settings.vhost)
         self.translator = TopicTranslator("rabbitmq" if settings.topic_mode == "rabbitmq" else
                                           "strict")  # fmt: skip
+        # rabbitmq topic mode: a delivery's topic is read back from its routing key.
+        self.rabbitmq_topics = self.translator.mode == "rabbitmq"
         # Mapping rules (gateway/bridge/mappings.py): where publishes go, what subscriptions
         # bind, and the topic a message on a rule's exchange is seen under.
         self.topic_map = TopicMap(self.translator, mappings, exchange=settings.exchange)
         self.view_of: Callable[[Message], MqttView] = self.topic_map.view
+        if not self.topic_map.has_rules:
+            # No rule reads a key back: the plain `mqtt_view`, in one call per delivery.
+            self.view_of = view_function(self.translator)
         # topic -> (exchange, routing key, plain views) of topics on the default path (no
         # rule policy, not $SYS): one look-up per PUBLISH. topic_map never changes.
         self._plain_routes: dict[str, tuple[str, str, tuple[MqttView, ...]]] = {}
@@ -154,7 +156,7 @@ class MqttHub:
         self._stored_sessions: set[str] = set()
         # While store recovery hands a session its in-flight messages back
         # (`Session.restore_inflight`): that session and {queue seq: (packet id, qos)}.
-        self.restoring: tuple[Session, dict[int, tuple[int, int]]] | None = None
+        self.restoring: tuple[SessionDelivery, dict[int, tuple[int, int]]] | None = None
         self.retained: RetainedStore[RetainedValue] = RetainedStore(
             max_count=settings.retained_max_count, max_bytes=settings.retained_max_bytes
         )
@@ -416,7 +418,7 @@ class MqttHub:
             plain = self._plain_routes[topic] = (
                 route.exchange,
                 route.routing_key,
-                plain_views(topic),
+                plain_views(topic, self.translator),
             )
         exchange, routing_key, views = plain
         if publish.properties is EMPTY_PROPERTIES:
@@ -437,15 +439,16 @@ class MqttHub:
             self.stats["unroutable"] += 1
         return result
 
-    def route_plain(self, topic: str, payload: bytes, client_id: str) -> RouteResult:
-        """`route_publish` of a QoS 0 PUBLISH without DUP, RETAIN or properties."""
+    def route_plain(self, topic: str, payload: bytes, client_id: str, qos: int) -> RouteResult:
+        """`route_publish` of a PUBLISH without DUP, RETAIN or properties."""
         plain = self._plain_routes.get(topic)
         if plain is None:  # not seen yet, or not on the default path: the full way
-            publish = make_publish(topic, payload, 0, False, False, None, EMPTY_PROPERTIES)
+            # (Routing never reads the packet id.)
+            publish = make_publish(topic, payload, qos, False, False, None, EMPTY_PROPERTIES)
             return self.route_publish(publish, client_id)
         exchange, routing_key, views = plain
         message = message_from_plain_publish(
-            exchange, routing_key, topic, payload, 0, False, client_id, views
+            exchange, routing_key, topic, payload, qos, False, client_id, views
         )
         self.stats["published"] += 1
         result = self.vhost.publish(exchange, message)
@@ -478,87 +481,11 @@ class MqttHub:
         return result
 
     def store_retained(self, message: Message, publish: Publish) -> None:
-        # The message's MQTT properties, not the PUBLISH's: no Topic Alias of this hop.
-        props = message.annotations.get(A_PROPS, EMPTY_PROPERTIES)
-        assert isinstance(props, Properties)
-        expires_at = None
-        if props.message_expiry_interval is not None:
-            expires_at = self.clock() + props.message_expiry_interval
-        view = MqttView(publish.topic, publish.qos, True, props, props.message_expiry_interval)
+        """A PUBLISH with RETAIN: kept (or cleared), or refused past the store's limits."""
         try:
-            self.retained.set(
-                publish.topic, RetainedValue(view, publish.payload), len(publish.payload),
-                expires_at,
-            )  # fmt: skip
+            self.keep_retained(message, publish)
         except RetainedLimitExceeded as exc:
             raise PublishRefused(ReasonCode.QUOTA_EXCEEDED, str(exc)) from None
-
-    def restore_retained(self, publish: Publish, expires_at: float | None) -> None:
-        """A retained message recovered from the store (``expires_at`` on this hub's clock)."""
-        props = publish.properties
-        expiry = props.message_expiry_interval
-        view = MqttView(publish.topic, publish.qos, True, props, expiry)
-        with contextlib.suppress(RetainedLimitExceeded):  # the limits were lowered since
-            self.retained.set(publish.topic, RetainedValue(view, publish.payload),
-                              len(publish.payload), expires_at)  # fmt: skip
-
-    def retain_from_amqp(self, exchange: str, message: Message) -> None:
-        """AMQP publish hook: header `x-mqtt-retain` true stores the message as the retained
-        one of the topic its routing key names, or clears it when the body is empty
-        (DESIGN.md section 6). AMQP has no way to hear a refusal, so one past the store's
-        limits is counted and dropped."""
-        if exchange not in self.topic_map.retain_exchanges:
-            return
-        headers = message.properties.headers
-        if not headers or headers.get(H_RETAIN) is not True:
-            return
-        view = self.view_of(message)
-        topic = view.topic
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-            return  # a routing key that is no MQTT topic name (rabbitmq mode keeps `*`)
-        body = message.body
-        if not body:
-            self.retained.clear(topic)
-            return
-        props = view.properties
-        expires_at = None
-        if view.expiry_interval is not None:
-            expires_at = self.clock() + view.expiry_interval
-            props = dataclasses.replace(props, message_expiry_interval=view.expiry_interval)
-        stored = MqttView(topic, view.qos, True, props, view.expiry_interval)
-        try:
-            self.retained.set(topic, RetainedValue(stored, body), len(body), expires_at)
-        except RetainedLimitExceeded:
-            self.stats["retained_refused"] += 1
-
-    def send_retained(self, session: Session, full_filter: str, topic_filter: str) -> None:
-        """Queue the retained messages matching a new subscription for this session only."""
-        now = self.clock()
-        for item in self.retained.match(topic_filter, now):
-            value = item.value
-            view = value.view
-            props = view.properties
-            expiration_ms = None
-            if item.expires_at is not None:
-                # What is left of the Message Expiry Interval after its time in the store
-                # [MQTT-3.3.2-6]; the session subtracts its time in the queue on delivery.
-                left = max(0.001, item.expires_at - now)
-                expiration_ms = max(1, int(left * 1000))
-                props = dataclasses.replace(props, message_expiry_interval=math.ceil(left))
-            annotations: dict[str, object] = {
-                A_TOPIC: view.topic,
-                A_QOS: view.qos,
-                A_RETAIN: True,
-                A_CLIENT: None,
-                A_PROPS: props,
-                A_RETAINED_FOR: full_filter,
-            }
-            copy = Message(
-                "", session.queue_name, value.payload, annotations=annotations,
-                persistent=view.qos > 0, expiration_ms=expiration_ms,
-            )  # fmt: skip
-            # The default exchange reaches exactly this session's queue.
-            self.vhost.publish("", copy)
 
     # -- timers ------------------------------------------------------------------------------
 

@@ -314,7 +314,7 @@ def test_send_after_close_returns_false() -> None:
     conn.data_to_send()
     assert conn.send(Publish("t", b"x")) is False
     assert conn.send_publish("t", b"x") is False
-    assert conn.send_encoded(b"\x30\x04\x00\x01tx", b"x") is False
+    assert conn.send_encoded(b"\x30\x04\x00\x01tx", b"x") == 0  # not sent
     assert conn.data_to_send() == b""
 
 
@@ -322,10 +322,10 @@ def test_send_after_close_returns_false() -> None:
 def test_send_encoded_queues_the_header_and_payload_as_given(version: int) -> None:
     conn, client = open_connection(version)
     header = encode(Publish("a/b", b"hi", retain=True), version)[:-2]
-    assert conn.send_encoded(header, b"hi") is True
-    assert conn.pending_chunks == 2
+    # The answer is how many chunks now wait: what tells a caller it queued the first.
+    assert conn.send_encoded(header, b"hi") == conn.pending_chunks == 2
     # A PUBLISH with an empty payload is all header; it adds no payload chunk.
-    assert conn.send_encoded(encode(Publish("c", b""), version), b"") is True
+    assert conn.send_encoded(encode(Publish("c", b""), version), b"") == 3
     assert conn.pending_chunks == 3
     assert client.read(conn) == [Publish("a/b", b"hi", retain=True), Publish("c", b"")]
 
@@ -341,8 +341,8 @@ def test_send_encoded_respects_the_client_maximum_packet_size() -> None:
     """[MQTT-3.1.2-25]: header and payload together must fit."""
     conn, _ = open_connection(MQTT_5, maximum_packet_size=8)
     header = b"\x30\x05\x00\x01t\x00"  # QoS 0 "t", empty properties: 6 bytes
-    assert conn.send_encoded(header, b"xyz") is False  # 9 bytes
-    assert conn.send_encoded(header, b"xy") is True  # 8 bytes
+    assert conn.send_encoded(header, b"xyz") == 0  # 9 bytes: not sent
+    assert conn.send_encoded(header, b"xy") == 2  # 8 bytes
     assert conn.data_to_send() == header + b"xy"
 
 

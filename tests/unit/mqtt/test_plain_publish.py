@@ -1,5 +1,6 @@
-"""`PacketDecoder.feed_plain` and `MqttConnection.plain_publish`: the ingest fast path yields
-(topic, payload) for a plain QoS 0 PUBLISH and must otherwise mean exactly what `feed` does."""
+"""`PacketDecoder.feed_plain` and `MqttConnection.plain_publish`: the fast paths yield `Plain`
+items (a QoS 0 PUBLISH as (topic, payload), a QoS 1 one as (topic, payload, packet id), a
+PUBACK as its packet id) and must otherwise mean exactly what `feed`, the full codec, means."""
 
 from __future__ import annotations
 
@@ -7,63 +8,123 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mqtt.codec import MalformedPacket, PacketDecoder, PlainPublish, encode
-from gateway.mqtt.connection import Event, MqttConnection
+from gateway.mqtt.codec import (
+    MalformedPacket,
+    MqttError,
+    PacketDecoder,
+    ProtocolError,
+    encode,
+)
+from gateway.mqtt.connection import MqttConnection, ProtocolViolation
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
     MQTT_3_1_1,
     MQTT_5,
     ConnAck,
     Packet,
+    PingReq,
     Properties,
+    PubAck,
     Publish,
+    PubRec,
     ReasonCode,
 )
 from tests.unit.mqtt.connection_helpers import connect_packet
 from tests.unit.mqtt.strategies import packets_of
 
 VERSIONS = (MQTT_3_1_1, MQTT_5)
-STREAMS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+STREAMS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def as_publish(item: Packet | PlainPublish | Event) -> object:
+def as_packet(item: object) -> object:
+    """The packet a `Plain` item stands for (anything else as it is)."""
+    if isinstance(item, int):
+        return PubAck(item)
     if isinstance(item, tuple):
-        return Publish(item[0], item[1], 0, False, False, None, EMPTY_PROPERTIES)
+        if len(item) == 2:
+            return Publish(item[0], item[1], 0, False, False, None, EMPTY_PROPERTIES)
+        return Publish(item[0], item[1], 1, False, False, item[2], EMPTY_PROPERTIES)
     return item
 
 
-def plain(topic: str, payload: bytes) -> Publish:
-    return Publish(topic, payload, 0, False, False, None, EMPTY_PROPERTIES)
+def is_plain(item: object) -> bool:
+    return isinstance(item, int | tuple)
+
+
+def plain(topic: str, payload: bytes, packet_id: int | None = None) -> Publish:
+    qos = 0 if packet_id is None else 1
+    return Publish(topic, payload, qos, False, False, packet_id, EMPTY_PROPERTIES)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_a_repeated_plain_qos0_publish_comes_out_as_a_tuple(version: int) -> None:
-    wire = encode(plain("plain/t1", b"one"), version) + encode(plain("plain/t1", b"two"), version)
-    got = PacketDecoder(protocol_level=version).feed_plain(wire)
-    # The first sight of a topic goes the full way (and checks it); the second is cached.
-    assert got[1] == ("plain/t1", b"two")
-    assert [as_publish(item) for item in got] == [
-        plain("plain/t1", b"one"),
-        plain("plain/t1", b"two"),
-    ]
+def test_a_repeated_plain_publish_comes_out_as_a_tuple(version: int) -> None:
+    topic = f"plain/t1/{version}"  # the topic cache is process-wide: a topic new here
+    last = encode(plain(topic, b"three", 7), version)
+    wire = encode(plain(topic, b"one"), version) + encode(plain(topic, b"two"), version) + last
+    decoder = PacketDecoder(protocol_level=version)
+    got = decoder.feed_plain(wire)
+    # The first sight of a topic goes the full way (and checks it); later ones are cached.
+    assert got == [plain(topic, b"one"), (topic, b"two"), (topic, b"three", 7)]
+    assert decoder.all_plain is False  # the first one is a Publish
+    assert decoder.feed_plain(last) == [(topic, b"three", 7)]
+    assert decoder.all_plain is True
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_anything_but_a_plain_qos0_publish_stays_a_publish(version: int) -> None:
-    others = [
+def test_a_puback_saying_success_comes_out_as_its_packet_id(version: int) -> None:
+    decoder = PacketDecoder(protocol_level=version)
+    assert decoder.feed_plain(encode(PubAck(513), version)) == [513]
+    assert decoder.all_plain is True
+
+
+def test_an_mqtt5_puback_with_an_explicit_success_code_is_the_same_puback() -> None:
+    decoder = PacketDecoder(protocol_level=MQTT_5)
+    assert decoder.feed_plain(b"\x40\x03\x00\x07\x00") == [7]
+    assert PacketDecoder(protocol_level=MQTT_5).feed(b"\x40\x03\x00\x07\x00") == [PubAck(7)]
+
+
+def test_a_311_puback_with_a_reason_code_byte_is_still_malformed() -> None:
+    with pytest.raises(MalformedPacket):
+        PacketDecoder(protocol_level=MQTT_3_1_1).feed_plain(b"\x40\x03\x00\x07\x00")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_anything_but_a_plain_packet_stays_a_packet(version: int) -> None:
+    others: list[Packet] = [
         Publish("plain/t2", b"r", 0, True, False, None, EMPTY_PROPERTIES),
-        Publish("plain/t2", b"q", 1, False, False, 7, EMPTY_PROPERTIES),
+        Publish("plain/t2", b"r", 1, True, False, 6, EMPTY_PROPERTIES),
         Publish("plain/t2", b"d", 1, False, True, 8, EMPTY_PROPERTIES),
+        Publish("plain/t2", b"q", 2, False, False, 9, EMPTY_PROPERTIES),
+        PubRec(10),
+        PingReq(),
     ]
     if version == MQTT_5:
-        others.append(
-            Publish("plain/t2", b"p", 0, False, False, None, Properties(content_type="x"))
-        )
+        others += [
+            Publish("plain/t2", b"p", 0, False, False, None, Properties(content_type="x")),
+            Publish("plain/t2", b"p", 1, False, False, 3, Properties(content_type="x")),
+            PubAck(4, ReasonCode.NO_MATCHING_SUBSCRIBERS),
+            PubAck(5, ReasonCode.SUCCESS, Properties(reason_string="fine")),
+        ]
     wire = encode(plain("plain/t2", b"warm"), version) + b"".join(
         encode(p, version) for p in others
     )
     got = PacketDecoder(protocol_level=version).feed_plain(wire)
     assert got[1:] == others
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_packet_id_zero_is_refused_on_the_fast_paths_too(version: int) -> None:
+    topic = f"plain/t6/{version}"
+    decoder = PacketDecoder(protocol_level=version)
+    decoder.feed_plain(encode(plain(topic, b"x"), version))  # the topic is cached now
+    with pytest.raises(ProtocolError):
+        decoder.feed_plain(b"\x40\x02\x00\x00")
+    publish = bytearray(encode(plain(topic, b"x", 1), version))
+    at = 4 + len(topic)  # after 0x32, the length, the u16 topic size and the topic
+    assert publish[at : at + 2] == b"\x00\x01"
+    publish[at : at + 2] = b"\x00\x00"
+    with pytest.raises(ProtocolError):
+        PacketDecoder(protocol_level=version).feed_plain(bytes(publish))
 
 
 def test_a_bad_packet_after_a_cached_topic_is_still_refused() -> None:
@@ -72,40 +133,126 @@ def test_a_bad_packet_after_a_cached_topic_is_still_refused() -> None:
     # Topic length 0x0008 ("plain/t3") but the packet ends after 4 bytes of it.
     with pytest.raises(MalformedPacket):
         decoder.feed_plain(b"\x30\x06\x00\x08plai")
+    decoder = PacketDecoder(protocol_level=MQTT_3_1_1)
+    # QoS 1: the topic fits but the packet ends before its packet id.
+    with pytest.raises(MalformedPacket):
+        decoder.feed_plain(b"\x32\x0a\x00\x08plain/t3")
+
+
+def plain_or_not(version: int) -> st.SearchStrategy[Packet]:
+    return st.one_of(
+        packets_of("Publish", version),
+        packets_of("PubAck", version),
+        packets_of("PubRec", version),
+        st.just(PingReq()),
+    )
 
 
 @STREAMS
 @given(st.data())
 def test_feed_plain_means_what_feed_means_however_the_bytes_are_split(data: st.DataObject) -> None:
     version = data.draw(st.sampled_from(VERSIONS))
-    packets = data.draw(st.lists(packets_of("Publish", version), min_size=1, max_size=6))
+    packets = data.draw(st.lists(plain_or_not(version), min_size=1, max_size=6))
     packets += packets  # every topic twice: the second sight can take the fast path
     wire = b"".join(encode(p, version) for p in packets)
-    cut = data.draw(st.integers(0, len(wire)))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=3)))
     decoder = PacketDecoder(protocol_level=version)
-    got = decoder.feed_plain(wire[:cut]) + decoder.feed_plain(wire[cut:])
-    assert [as_publish(item) for item in got] == packets
+    oracle = PacketDecoder(protocol_level=version)
+    got: list[object] = []
+    start = 0
+    for cut in [*cuts, len(wire)]:
+        items = decoder.feed_plain(wire[start:cut])
+        if items:
+            assert decoder.all_plain == all(is_plain(item) for item in items)
+        assert [as_packet(i) for i in items] == oracle.feed(wire[start:cut])
+        got += items
+        start = cut
+    assert [as_packet(item) for item in got] == packets
+
+
+@STREAMS
+@given(st.data())
+def test_feed_plain_refuses_what_feed_refuses(data: st.DataObject) -> None:
+    version = data.draw(st.sampled_from(VERSIONS))
+    packets = data.draw(st.lists(plain_or_not(version), min_size=1, max_size=4))
+    wire = bytearray(b"".join(encode(p, version) for p in packets + packets))
+    # Damage one byte: whatever the full decoder makes of it, the fast one must agree.
+    at = data.draw(st.integers(0, len(wire) - 1))
+    wire[at] = data.draw(st.integers(0, 255))
+    outcomes: list[tuple[object, ...]] = []
+    for feed in (PacketDecoder.feed, PacketDecoder.feed_plain):
+        decoder = PacketDecoder(protocol_level=version)
+        try:
+            items = [as_packet(i) for i in feed(decoder, bytes(wire))]
+        except MqttError as exc:
+            outcomes.append(("raised", exc.reason_code))
+            continue
+        outcomes.append(("decoded", items, decoder.error and decoder.error.reason_code))
+    assert outcomes[0] == outcomes[1]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_connection_yields_the_same_events_with_plain_publish_on(version: int) -> None:
-    # CONNECT and a PUBLISH in one read: before CONNACK a tuple becomes a Publish again, so the
-    # state table still judges it.
-    wire = encode(connect_packet(version), version) + encode(plain("plain/t4", b"a"), version)
+    # CONNECT and plain packets in one read: before CONNACK a plain item becomes its packet
+    # again, so the state table still judges it.
+    topic = f"plain/t4/{version}"
+    wire = encode(connect_packet(version), version) + b"".join(
+        encode(p, version)
+        for p in (plain(topic, b"a"), plain(topic, b"b"), plain(topic, b"c", 3), PubAck(4))
+    )
     seen = []
     for fast in (False, True):
         conn = MqttConnection(max_packet_size=1 << 20)
         conn.plain_publish = fast
-        seen.append(([as_publish(e) for e in conn.receive_data(wire, 0.0)], conn.state))
+        events = conn.receive_data(wire, 0.0)
+        assert not any(is_plain(e) for e in events)
+        seen.append((events, conn.state))
     assert seen[0] == seen[1]
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_once_connected_a_plain_publish_is_a_tuple_event(version: int) -> None:
+def connected(version: int, maximum_qos: int | None = None) -> MqttConnection:
     conn = MqttConnection(max_packet_size=1 << 20)
     conn.plain_publish = True
     conn.receive_data(encode(connect_packet(version), version), 0.0)
-    conn.send(ConnAck(False, ReasonCode.SUCCESS))
+    props = Properties(maximum_qos=maximum_qos) if maximum_qos is not None else Properties()
+    conn.send(ConnAck(False, ReasonCode.SUCCESS, props))
+    conn.data_to_send()
+    return conn
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_once_connected_plain_items_are_events(version: int) -> None:
+    conn = connected(version)
     topic = f"plain/t5/{version}"  # the topic cache is process-wide: a topic new here
-    later = encode(plain(topic, b"b"), version) + encode(plain(topic, b"c"), version)
-    assert conn.receive_data(later, 1.0) == [plain(topic, b"b"), (topic, b"c")]
+    later = b"".join(
+        encode(p, version)
+        for p in (plain(topic, b"b"), plain(topic, b"c"), plain(topic, b"d", 9), PubAck(2))
+    )
+    assert conn.receive_data(later, 1.0) == [
+        plain(topic, b"b"),
+        (topic, b"c"),
+        (topic, b"d", 9),
+        2,
+    ]
+    # A batch of plain items only is handed over as the decoder made it.
+    assert conn.receive_data(encode(plain(topic, b"e", 10), version), 2.0) == [(topic, b"e", 10)]
+
+
+def test_a_plain_qos1_publish_above_an_advertised_maximum_qos_0_is_refused() -> None:
+    conn = connected(MQTT_5, maximum_qos=0)
+    topic = "plain/t7"
+    wire = encode(plain(topic, b"a"), MQTT_5) + encode(plain(topic, b"b", 5), MQTT_5)
+    events = conn.receive_data(wire, 1.0)
+    assert events[0] == plain(topic, b"a")
+    assert isinstance(events[1], ProtocolViolation)
+    assert events[1].reason_code == ReasonCode.QOS_NOT_SUPPORTED
+    assert conn.closed
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_send_puback_writes_what_send_writes(version: int) -> None:
+    for code in (ReasonCode.SUCCESS, ReasonCode.NO_MATCHING_SUBSCRIBERS):
+        fast, full = connected(version), connected(version)
+        assert fast.send_puback(300, code)
+        assert full.send(PubAck(300, code))
+        assert fast.data_to_send() == full.data_to_send()

@@ -1,5 +1,5 @@
-"""QoS 0 forwarding on the direct path (session_flow.forward_qos0): the bytes each subscriber
-gets, byte for byte, and the header encoded once per message and protocol version.
+"""QoS 0 forwarding on the direct path (SessionDelivery.deliver_direct): the bytes each
+subscriber gets, byte for byte, and the header encoded once per message and protocol version.
 
 Expected packets are written out by hand from the spec (MQTT 5.0 section 3.3, 3.1.1 section
 3.3), not built with the encoder under test.

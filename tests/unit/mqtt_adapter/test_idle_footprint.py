@@ -34,7 +34,7 @@ def test_an_idle_clean_connection_makes_nothing_on_demand() -> None:
     session = world.hub.sessions["idle"]
     assert not hasattr(handler, "__dict__")
     assert not hasattr(session, "__dict__")
-    assert handler._held is None
+    assert handler.held is None
     assert handler._aliases_out is None
     assert handler._flow is None
     assert session._inbound_qos2 is None
@@ -79,7 +79,7 @@ def test_outbound_aliases_are_made_by_the_first_aliased_publish() -> None:
 
 
 def held_acks(client: Client) -> HeldAcks | None:
-    return client.handler._held
+    return client.handler.held
 
 
 class FakeBarrier:

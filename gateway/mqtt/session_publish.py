@@ -1,0 +1,191 @@
+"""PUBLISH from a client, and the QoS 1/2 answers to it (DESIGN.md section 5).
+
+`on_publish` takes any `Publish`; `on_plain_publish` the `Plain` tuples of the decoder's fast
+path (connection.plain_publish): a QoS 0 or 1 PUBLISH without DUP, RETAIN or properties, which
+needs no `Publish` object, no `PubAck` object and no per-packet output hook (the handler calls
+`on_output` once per read). Both mean exactly the same thing for the same packet.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.core.errors import CoreError
+from gateway.mqtt.codec import PlainPublish, PlainPublishQos1
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_5,
+    Properties,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    ReasonCode,
+    make_publish,
+)
+from gateway.mqtt.session_hub import PublishRefused
+
+if TYPE_CHECKING:
+    from gateway.mqtt.session_handler import ClientHandler
+
+_SUCCESS = ReasonCode.SUCCESS
+_NO_MATCHING = ReasonCode.NO_MATCHING_SUBSCRIBERS
+
+
+def on_plain_publish(handler: ClientHandler, event: PlainPublish | PlainPublishQos1) -> None:
+    hub = handler.hub
+    if len(event) == 2:
+        try:
+            hub.route_plain(event[0], event[1], handler.client_id, 0)
+        except (PublishRefused, CoreError):
+            hub.stats["refused"] += 1  # QoS 0: dropped silently, as publish_refused does
+        return
+    topic, payload, packet_id = event
+    # QoS 1 messages are persistent: one the store records is acked after its commit.
+    barrier = hub.broker.commit_barrier
+    before = 0 if barrier is None else barrier.written
+    try:
+        result = hub.route_plain(topic, payload, handler.client_id, 1)
+    except (PublishRefused, CoreError) as exc:
+        publish = make_publish(topic, payload, 1, False, False, packet_id, EMPTY_PROPERTIES)
+        _refused(handler, publish, exc)
+        return
+    if result.rejected:
+        _rejected(handler, 1, packet_id)
+        return
+    code = 0 if result.routed or handler.protocol_level != MQTT_5 else _NO_MATCHING
+    held = handler.held
+    if barrier is not None and barrier.written != before:
+        handler.ack(PubAck(packet_id, ReasonCode(code)), barrier.written)
+    elif held is not None and held:
+        handler.ack(PubAck(packet_id, ReasonCode(code)))  # behind acks waiting for a commit
+    else:
+        handler.conn.send_puback(packet_id, code)
+
+
+def on_publish(handler: ClientHandler, publish: Publish) -> None:
+    hub = handler.hub
+    qos = publish.qos
+    if not qos and publish.properties is EMPTY_PROPERTIES:
+        # The QoS 0 hot path: nothing to check, nothing to answer.
+        try:
+            hub.route_publish(publish, handler.client_id)
+        except (PublishRefused, CoreError):
+            hub.stats["refused"] += 1  # dropped silently, as publish_refused does
+        return
+    session = handler.session
+    assert session is not None
+    packet_id = publish.packet_id
+    if qos == 2:
+        assert packet_id is not None  # the codec requires one for QoS > 0
+        inbound = session.inbound_qos2
+        if packet_id in inbound:
+            handler.ack(PubRec(packet_id))  # a duplicate: already routed once [MQTT-4.3.3-10]
+            return
+        if handler.protocol_level == MQTT_5 and len(inbound) >= hub.settings.max_inflight:
+            # More unfinished QoS 2 exchanges than the Receive Maximum we advertised (3.3.4).
+            handler.fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
+            return
+    if publish.properties.payload_format_indicator == 1:
+        try:
+            publish.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            publish_refused(
+                handler,
+                publish,
+                ReasonCode.PAYLOAD_FORMAT_INVALID,
+                "payload is not valid UTF-8 (Payload Format Indicator 1)",
+            )
+            return
+    # QoS 1/2 messages are persistent: one the store records is acked after its commit.
+    barrier = hub.broker.commit_barrier if qos else None
+    before = 0 if barrier is None else barrier.written
+    try:
+        result = hub.route_publish(publish, handler.client_id)
+    except (PublishRefused, CoreError) as exc:
+        _refused(handler, publish, exc)
+        return
+    if qos == 0:
+        return
+    assert packet_id is not None
+    if result.rejected:
+        _rejected(handler, qos, packet_id)
+        return
+    code = _SUCCESS if result.routed else _NO_MATCHING
+    if handler.protocol_level != MQTT_5:
+        code = _SUCCESS
+    if qos == 2:
+        session.hold_inbound_qos2(packet_id)
+        hub.session_changed(session)  # a persistent session stores the id first
+    wait_for = 0
+    if barrier is not None and barrier.written != before:
+        wait_for = barrier.written
+    if qos == 1:
+        handler.ack(PubAck(packet_id, code), wait_for)
+    else:
+        handler.ack(PubRec(packet_id, code), wait_for)
+
+
+def _refused(handler: ClientHandler, publish: Publish, exc: PublishRefused | CoreError) -> None:
+    if isinstance(exc, PublishRefused):
+        publish_refused(handler, publish, exc.reason_code, exc.text)
+    else:
+        publish_refused(handler, publish, ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR, exc.text)
+
+
+def _rejected(handler: ClientHandler, qos: int, packet_id: int) -> None:
+    """A target queue refused the message (full, reject-publish)."""
+    if handler.protocol_level == MQTT_5:
+        ack = PubAck if qos == 1 else PubRec
+        handler.hub.stats["refused"] += 1
+        handler.send(ack(packet_id, ReasonCode.QUOTA_EXCEEDED,
+                         Properties(reason_string="a target queue is full")))  # fmt: skip
+    else:
+        # 3.1.1 cannot say "not taken": closing makes the client send it again later
+        # (DESIGN.md section 5).
+        handler.fail(ReasonCode.QUOTA_EXCEEDED)
+
+
+def publish_refused(handler: ClientHandler, publish: Publish, code: ReasonCode, text: str
+                    ) -> None:  # fmt: skip
+    """A PUBLISH the gateway will not take, answered as Mosquitto does: QoS 1/2 get their
+    PUBACK/PUBREC (in MQTT 5 with the reason code, and a Reason String the machine drops
+    when the client asked for no problem information); QoS 0 is dropped silently."""
+    handler.hub.stats["refused"] += 1
+    packet_id = publish.packet_id
+    if publish.qos == 0 or packet_id is None:
+        return
+    ack = PubAck if publish.qos == 1 else PubRec
+    if handler.protocol_level == MQTT_5:
+        handler.send(ack(packet_id, code, Properties(reason_string=text)))
+    else:
+        handler.send(ack(packet_id))
+
+
+def on_pubrel(handler: ClientHandler, pubrel: PubRel) -> None:
+    session = handler.session
+    assert session is not None
+    if session.release_inbound_qos2(pubrel.packet_id):
+        handler.hub.session_changed(session)
+        handler.send(PubComp(pubrel.packet_id))
+    else:
+        code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if handler.protocol_level == MQTT_5 else \
+            _SUCCESS  # fmt: skip
+        handler.send(PubComp(pubrel.packet_id, code))
+
+
+def on_pubrec(handler: ClientHandler, pubrec: PubRec) -> None:
+    session = handler.session
+    assert session is not None
+    failed = pubrec.reason_code >= 0x80
+    if session.pubrec(pubrec.packet_id, failed):
+        if not failed:
+            handler.send(PubRel(pubrec.packet_id))
+    elif not failed:
+        code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if handler.protocol_level == MQTT_5 else \
+            _SUCCESS  # fmt: skip
+        handler.send(PubRel(pubrec.packet_id, code))
+
+
+__all__ = ["on_plain_publish", "on_publish", "on_pubrec", "on_pubrel", "publish_refused"]

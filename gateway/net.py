@@ -56,19 +56,33 @@ class FlushScheduler(Generic[F]):
         self._loop = loop
         self._dirty: dict[F, None] = {}
         self._scheduled = False
+        # The listener's connections reach their loop's timer wheel through here: looked up
+        # once, not per connect (issue 7, S7).
+        self.wheel = TimerWheel.of(loop)
+
+        # True while one of this listener's connections handles a read: what the read
+        # delivers to the others is written at its end (`flush_marked`), not a loop turn
+        # later. A read carries every message the socket had, so this coalesces as well
+        # under load and saves a scheduled callback per message at low rates (S6 latency).
+        self.reading = False
 
     def mark(self, connection: F) -> None:
         self._dirty[connection] = None
-        if not self._scheduled:
+        if not self._scheduled and not self.reading:
             self._scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        self.flush_marked()
+
+    def flush_marked(self) -> None:
+        """Write every marked connection now."""
         dirty = self._dirty
-        self._dirty = {}
-        for connection in dirty:
-            connection.flush()
+        if dirty:
+            self._dirty = {}
+            for connection in dirty:
+                connection.flush()
 
 
 class MemoryAlarm(Generic[B]):
@@ -132,10 +146,11 @@ class TimerWheel:
         weakref.WeakKeyDictionary()
     )
 
-    # No reference to the loop itself: it would keep its own entry in `_wheels` alive.
-    __slots__ = ("_handles", "_ticks")
+    # A weak reference to the loop: a strong one would keep its own entry in `_wheels` alive.
+    __slots__ = ("_handles", "_loop", "_ticks")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)
         self._ticks: dict[int, dict[MachineProtocol, None]] = {}
         self._handles: dict[int, asyncio.TimerHandle] = {}
 
@@ -143,13 +158,13 @@ class TimerWheel:
     def of(cls, loop: asyncio.AbstractEventLoop) -> TimerWheel:
         wheel = cls._wheels.get(loop)
         if wheel is None:
-            wheel = cls._wheels[loop] = cls()
+            wheel = cls._wheels[loop] = cls(loop)
         return wheel
 
-    def schedule(
-        self, loop: asyncio.AbstractEventLoop, delay: float, protocol: MachineProtocol
-    ) -> int:
+    def schedule(self, delay: float, protocol: MachineProtocol) -> int:
         """Call `protocol._on_timer()` at least `delay` seconds from now; returns the tick."""
+        loop = self._loop()
+        assert loop is not None, "the wheel outlived its loop"
         tick = math.ceil((loop.time() + delay) / self.RESOLUTION)
         members = self._ticks.get(tick)
         if members is None:
@@ -265,7 +280,7 @@ class MachineProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
-            TimerWheel.of(asyncio.get_running_loop()).cancel(self._timer, self)
+            self.flusher.wheel.cancel(self._timer, self)
             self._timer = None
         self._lost()
         self.alarm.discard(self)
@@ -334,9 +349,7 @@ class MachineProtocol(asyncio.Protocol):
         self._timer_at = deadline
         if deadline is None:
             return
-        delay = max(0.0, deadline - self.clock())
-        loop = asyncio.get_running_loop()
-        self._timer = TimerWheel.of(loop).schedule(loop, delay, self)
+        self._timer = self.flusher.wheel.schedule(max(0.0, deadline - self.clock()), self)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -352,7 +365,7 @@ class MachineProtocol(asyncio.Protocol):
 
     def _rearm_timer(self) -> None:
         if self._timer is not None:
-            TimerWheel.of(asyncio.get_running_loop()).cancel(self._timer, self)
+            self.flusher.wheel.cancel(self._timer, self)
             self._timer = None
         self._arm_timer()
 

@@ -15,6 +15,7 @@ import ipaddress
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from gateway.core.errors import AuthenticationFailed, NotAllowed
 
@@ -74,6 +75,9 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+# Asked on every login of a loopback-only user (guest): parsing the address costs more than
+# the rest of an MQTT CONNECT's authentication, and a client's peer hosts repeat.
+@lru_cache(maxsize=4096)
 def is_loopback(host: str) -> bool:
     """127.0.0.0/8, ::1 and IPv4-mapped loopback (::ffff:127.x); a zone id is ignored."""
     try:

@@ -28,6 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Per-client queue limit of the MQTT brokers: above any run's backlog, so no broker drops for
 # want of configuration.
 QUEUED_MESSAGES = 100_000
+# Unacknowledged QoS 1/2 messages a broker sends one MQTT subscriber before it waits for
+# PUBACKs: the gateway's default `[mqtt] max_inflight`, given to every broker (mosquitto's own
+# default is 20, RabbitMQ's mqtt.prefetch 10) so that S2 measures the brokers, not their windows.
+INFLIGHT = 100
 
 
 class BrokerError(Exception):
@@ -68,6 +72,7 @@ class Broker(ABC):
     version: str = "unknown"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     start_error: str | None = None
+    scenarios: frozenset[str] | None = None  # the scenarios it can run; None: all
 
     @property
     def log_path(self) -> Path:
@@ -152,7 +157,9 @@ class GatewayBroker(Broker):
             entry = ["-m", "gateway"]
         config = self.workdir / "gateway.toml"
         # The same session queue limit as mosquitto's max_queued_messages below.
-        config.write_text(f"[mqtt]\nmax_queued_messages = {QUEUED_MESSAGES}\n")
+        config.write_text(
+            f"[mqtt]\nmax_queued_messages = {QUEUED_MESSAGES}\nmax_inflight = {INFLIGHT}\n"
+        )
         argv = [
             sys.executable,
             *profiler,
@@ -230,6 +237,7 @@ class MosquittoBroker(Broker):
             "allow_anonymous true\n"
             "persistence false\n"
             f"max_queued_messages {QUEUED_MESSAGES}\n"
+            f"max_inflight_messages {INFLIGHT}\n"
             "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             "log_type error\n"
@@ -238,6 +246,26 @@ class MosquittoBroker(Broker):
         self._spawn([binary, "-c", str(conf)])
         self._wait_ports([self.mqtt_port], timeout)
         self.version = _package_version("mosquitto")
+
+
+@dataclass
+class RelayBroker(Broker):
+    """bench/relay.py: a bare uvloop QoS 0 relay, the floor of Python + uvloop (opt-in peer)."""
+
+    # What it can run: QoS 0 and connections only (no QoS 1, no AMQP).
+    scenarios: frozenset[str] = frozenset({"S1", "S6", "S7"})
+
+    def start(self, timeout: float) -> None:
+        self.mqtt_port = free_port()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self._spawn([sys.executable, "-m", "bench.relay", str(self.mqtt_port)], env)
+        self._wait_ports([self.mqtt_port], timeout)
+        from importlib.metadata import version
+
+        self.version = f"uvloop {version('uvloop')}"
 
 
 @dataclass
@@ -297,6 +325,7 @@ class RabbitBroker(Broker):
             f"listeners.tcp.default = {HOST}:{self.amqp_port}\n"
             f"mqtt.listeners.tcp.default = {HOST}:{self.mqtt_port}\n"
             "loopback_users.guest = true\n"
+            f"mqtt.prefetch = {INFLIGHT}\n"
         )
         (base / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
         (base / "rabbitmq-env.conf").write_text("")
@@ -344,4 +373,7 @@ BROKERS: dict[str, type[Broker]] = {
     "mosquitto": MosquittoBroker,
     "rabbitmq": RabbitBroker,
     "amqtt": AmqttBroker,
+    "relay": RelayBroker,
 }
+# Peers that `--brokers all` (the default) leaves out: they are not brokers.
+OPT_IN = frozenset({"relay"})

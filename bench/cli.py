@@ -21,7 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 
-from bench.brokers import BROKERS, Broker, BrokerError, GatewayBroker
+from bench.brokers import BROKERS, OPT_IN, Broker, BrokerError, GatewayBroker
 from bench.procstat import status_kib
 from bench.profiling import PySpy, summarize_collapsed, summarize_cprofile
 from bench.report import BrokerSummary, RunResult, ScenarioResult, format_markdown, format_table
@@ -29,9 +29,12 @@ from bench.scenarios import SCENARIOS, Params, Scenario, Target
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SCENARIOS = [name for name in SCENARIOS if not name.startswith("B")]
+DEFAULT_BROKERS = [name for name in BROKERS if name not in OPT_IN]
 
 
 def _csv(choices: Sequence[str], every: Sequence[str] | None = None) -> type[argparse.Action]:
+    """A comma list of `choices`; 'all' means `every` (default: every choice)."""
+
     class Csv(argparse.Action):
         def __call__(
             self,
@@ -42,7 +45,7 @@ def _csv(choices: Sequence[str], every: Sequence[str] | None = None) -> type[arg
         ) -> None:
             names = [v.strip() for v in str(values).split(",") if v.strip()]
             if names == ["all"]:
-                names = list(choices)
+                names = list(choices if every is None else every)
             unknown = sorted(set(names) - set(choices))
             if unknown:
                 parser.error(f"{option_string}: unknown {unknown}; choose from {list(choices)}")
@@ -81,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--brokers",
-        action=_csv(list(BROKERS)),
-        default=list(BROKERS),
-        help=f"comma list or 'all' (default all): {', '.join(BROKERS)}",
+        action=_csv(list(BROKERS), DEFAULT_BROKERS),
+        default=DEFAULT_BROKERS,
+        help=f"comma list or 'all' (default all): {', '.join(DEFAULT_BROKERS)}; 'relay' "
+        "(bench/relay.py, a bare uvloop QoS 0 relay for S1, S6, S7) only when named",
     )
     p.add_argument("--runs", type=_positive, default=3, help="measured runs per broker (3)")
     p.add_argument("--count", type=_positive, default=d.count, help=f"messages per run ({d.count})")
@@ -175,6 +179,8 @@ def _serves(broker: Broker, scenario: Scenario) -> str | None:
     """Why the broker cannot run the scenario, or None."""
     if scenario.only and broker.name not in scenario.only:
         return f"runs on {', '.join(sorted(scenario.only))} only"
+    if broker.scenarios is not None and scenario.name not in broker.scenarios:
+        return f"{broker.name} runs {', '.join(sorted(broker.scenarios))} only"
     ports = {"mqtt": broker.mqtt_port, "amqp": broker.amqp_port}
     missing = sorted(need for need in scenario.needs if ports[need] is None)
     if missing:

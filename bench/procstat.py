@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -51,3 +52,19 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
+
+
+def wait_idle(
+    pid: int, *, quiet_cpu_s: float = 0.005, interval: float = 0.1, limit: float = 3.0
+) -> None:
+    """Wait until the process used at most `quiet_cpu_s` of CPU in one `interval`, or `limit`
+    seconds pass. A broker still closing the previous run's connections (S7: thousands of
+    them) or collecting garbage would otherwise spend the next run's first moments on that."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(pid)
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(interval)
+        now = cpu_seconds(pid)
+        if now is None or now - last <= quiet_cpu_s:
+            return
+        last = now

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 GATEWAY = "gateway"
-PEERS = ("mosquitto", "rabbitmq", "amqtt")
+PEERS = ("mosquitto", "rabbitmq", "amqtt", "relay")
 
 
 @dataclass

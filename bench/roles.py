@@ -36,7 +36,10 @@ RECV_SIZE = 1 << 18
 POLL_S = 0.2  # socket timeout: how often blocked loops look at the stop signal
 # A receiver that got a small read sleeps a little so that the next read returns many messages:
 # a broker writing one segment per message would otherwise wake it once per message and the
-# generator's per-read cost, not the broker, would set the pace (throughput runs only).
+# generator's per-read cost, not the broker, would set the pace (throughput runs only). Never
+# when the read owes the broker acknowledgements (an MQTT QoS 1 subscriber): the broker's
+# window of unacknowledged messages (100, see brokers.INFLIGHT) is smaller than that, so a
+# sleep would hold every window for 0.5 ms and the generator would set the pace after all.
 COALESCE_BELOW = 16384
 COALESCE_S = 0.0005
 _now = time.monotonic_ns
@@ -348,7 +351,7 @@ def mqtt_sub(
                 sock.sendall(acks)
             counters[DELIVERED] = counter.count
             idle.moved()
-            if len(data) < COALESCE_BELOW and not latency:
+            if len(data) < COALESCE_BELOW and not latency and not acks:
                 time.sleep(COALESCE_S)
             if max_rate:
                 behind = counter.count / max_rate - (time.monotonic_ns() - ctx.go_ns) / 1e9

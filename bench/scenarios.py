@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from bench import roles
 from bench.procs import CONNECTED, DELIVERED, Outcome, Role, Shared, run_roles
-from bench.procstat import cpu_seconds, status_kib
+from bench.procstat import cpu_seconds, status_kib, wait_idle
 from bench.report import RunResult
 from bench.scrape import gateway_metrics
 
@@ -76,6 +76,7 @@ def _execute(
     tick: Callable[[Shared], bool] | None = None,
     run_timeout: float | None = None,
 ) -> tuple[Outcome, float | None]:
+    wait_idle(target.pid)
     before = cpu_seconds(target.pid)
     dropped: list[int] = []
 
@@ -333,6 +334,7 @@ def s7(target: Target, params: Params, tag: str) -> RunResult:
         )
         for i, n in enumerate(shares)
     ]
+    wait_idle(target.pid)  # the previous run's connections closed and freed
     rss_before = status_kib(target.pid, "VmRSS") or 0
     rss_after: list[int] = []
     settle_ticks: list[int] = []

@@ -20,7 +20,9 @@ class Consumer(Protocol):
     """What an adapter gives the core to receive messages through."""
 
     def can_accept(self) -> bool:
-        """False while the connection cannot take more (its socket is paused)."""
+        """False while the connection cannot take more (its socket is paused, its window is
+        full). When it may turn True again, the adapter calls ``Subscription.resume``: a queue
+        that found its consumers without room does not ask again before that."""
         ...
 
     def deliver(self, delivery: Delivery) -> None:

@@ -63,7 +63,11 @@ def credit_of(sub: Subscription) -> int:
 
 
 def dispatch(queue: Queue) -> None:
-    """Hand ready messages to subscriptions that can take them."""
+    """Hand ready messages to subscriptions that can take them.
+
+    Every call asks the subscriptions again: it clears ``Queue._blocked``, which the round
+    sets again when it stops for want of a subscription with room."""
+    queue._blocked = False
     if queue._dispatching:
         queue._dispatch_again = True
         return
@@ -86,10 +90,11 @@ def dispatch(queue: Queue) -> None:
 
 
 def dispatch_ready(queue: Queue) -> None:
-    """One round of :func:`dispatch`: until the backlog is empty or nobody can take more."""
+    """One round of :func:`dispatch`: until the backlog is empty or nobody can take more
+    (then the queue is marked blocked: publishes skip the dispatch until the next call)."""
     ready = queue._ready
     now: float | None = None
-    deliver = queue._deliver
+    unacked = queue._unacked
     while ready:
         subs = queue._subs  # re-read: a deliver() may cancel or delete
         if len(subs) == 1:
@@ -98,6 +103,7 @@ def dispatch_ready(queue: Queue) -> None:
             if many is not None:
                 credit = credit_of(sub)
                 if not credit:
+                    queue._blocked = True
                     return
                 if not queue.single_active_consumer:
                     queue._rr = 1
@@ -106,12 +112,14 @@ def dispatch_ready(queue: Queue) -> None:
                     many(batch)
                 continue
             if not can_take(sub):
+                queue._blocked = True
                 return
             if not queue.single_active_consumer:
                 queue._rr = 1
         elif subs:
             picked = pick(queue)
             if picked is None:
+                queue._blocked = True
                 return
             sub = picked
         else:
@@ -128,7 +136,24 @@ def dispatch_ready(queue: Queue) -> None:
             if expires_at <= now:
                 queue._expire(entry)
                 continue
-        deliver(sub, entry)
+        # deliver(queue, sub, entry), inlined: this runs per message.
+        entry.delivery_count += 1
+        delivery = _new_delivery(Delivery)
+        delivery.queue = queue
+        delivery.entry = entry
+        delivery.subscription = sub
+        if sub.no_ack:
+            delivery.settled = True
+            settle_no_ack(queue, entry)
+        else:
+            delivery.settled = False
+            seq = entry.seq
+            unacked[seq] = delivery
+            sub._unacked[seq] = delivery
+            group = sub.credit_group
+            if group is not None:
+                group.unacked += 1
+        sub.consumer.deliver(delivery)
 
 
 def take_batch(queue: Queue, sub: Subscription, credit: int) -> list[Delivery]:
@@ -202,9 +227,24 @@ def pick(queue: Queue) -> Subscription | None:
     return None
 
 
+def settle_no_ack(queue: Queue, entry: QueueEntry) -> None:
+    """A no-ack delivery leaves the queue as it is handed out (the backlog's path; ``deliver``
+    keeps its own copy inline)."""
+    message = entry.message
+    broker = queue._broker
+    broker.queued_bytes -= len(message.body)
+    if queue.durable and message.persistent:
+        for observer in broker.observers:
+            observer.on_removed(queue, entry)
+
+
 def deliver(queue: Queue, sub: Subscription, entry: QueueEntry) -> None:
     entry.delivery_count += 1
-    delivery = Delivery(queue, entry, sub)
+    # Delivery(queue, entry, sub) without the constructor call, as in take_batch.
+    delivery = _new_delivery(Delivery)
+    delivery.queue = queue
+    delivery.entry = entry
+    delivery.subscription = sub
     if sub.no_ack:
         delivery.settled = True
         message = entry.message
@@ -214,6 +254,7 @@ def deliver(queue: Queue, sub: Subscription, entry: QueueEntry) -> None:
             for observer in broker.observers:
                 observer.on_removed(queue, entry)
     else:
+        delivery.settled = False
         seq = entry.seq
         queue._unacked[seq] = delivery
         sub._unacked[seq] = delivery  # Subscription._track, inlined

@@ -5,8 +5,9 @@ goes back to its original place. Dispatch is synchronous and round-robin over su
 that have credit and whose consumer can accept; it runs when a message arrives, a consumer is
 added, credit is freed, or an adapter says its socket drained. A dispatch triggered from inside
 a consumer's ``deliver`` (say, it acks at once) is folded into the running loop. A message
-that the lone subscription cannot take (it is at its prefetch limit, say) joins the backlog
-without a dispatch.
+that no subscription can take (the lone one is at its prefetch limit, say) joins the backlog
+without a dispatch, and so do the ones after it until something may have given a subscription
+room again (see ``_blocked``).
 Dispatch (core/dispatch.py, with the batches for consumers that take several messages per
 call), settlement (ack, reject, requeue, purge: core/settlement.py) and the TTL / x-expires
 clock (core/expiry.py) are installed here as methods.
@@ -15,6 +16,7 @@ clock (core/expiry.py) are installed here as methods.
 from __future__ import annotations
 
 import bisect
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from operator import attrgetter
@@ -40,6 +42,7 @@ class Queue:
     is_queue: ClassVar[bool] = True
 
     __slots__ = (
+        "_blocked",
         "_broker",
         "_clock",
         "_direct",
@@ -50,6 +53,8 @@ class Queue:
         "_expires_s",
         "_hw_bytes",
         "_hw_messages",
+        "_keep_bytes",
+        "_keep_messages",
         "_last_used",
         "_limited",
         "_over",
@@ -114,6 +119,15 @@ class Queue:
         self._limited = self.max_length is not None or self.max_length_bytes is not None
         self.overflow = settings.overflow
         self._drop_head = settings.overflow == "drop-head"
+        # drop-head: what the backlog may hold before ``_trim`` has work (compared inline on
+        # every enqueue, so a queue under its limit pays no call).
+        self._keep_messages = sys.maxsize
+        self._keep_bytes = sys.maxsize
+        if self._drop_head:
+            if self.max_length is not None:
+                self._keep_messages = self.max_length
+            if self.max_length_bytes is not None:
+                self._keep_bytes = self.max_length_bytes
         self.dead_letter_exchange = settings.dead_letter_exchange
         self.dead_letter_routing_key = settings.dead_letter_routing_key
         self.single_active_consumer = settings.single_active_consumer
@@ -133,6 +147,12 @@ class Queue:
         self._timer_at: float | None = None
         self._dispatching = False
         self._dispatch_again = False
+        # The last dispatch stopped because no subscription could take a message (no credit,
+        # or the consumer said no). Publishes join the backlog without asking again until
+        # ``dispatch()`` runs, which every path that can give a subscription room calls: an
+        # ack or reject freeing prefetch or group credit, a requeue, ``Subscription.resume``
+        # (the consumer's socket drained or its window opened), a subscription added or gone.
+        self._blocked = False
         self._sources: dict[SourceKey, Binding] = {}
         self.deleted = False
         # What left without being consumed (metrics): dropped by drop-head, refused by
@@ -210,9 +230,7 @@ class Queue:
             for observer in broker.observers:
                 observer.on_enqueued(self, entry)
         subs = self._subs
-        # The lone subscription was just found without credit (the dispatch below is skipped).
-        blocked = False
-        if subs and not ready and not self._dispatching:
+        if subs and not ready and not self._dispatching and not self._blocked:
             # Nothing waiting: hand it straight to a consumer that can take it.
             if len(subs) == 1:
                 # One consumer (the common case): no round-robin scan.
@@ -223,10 +241,11 @@ class Queue:
                         self._rr = 1
                 else:
                     sub = None
-                    blocked = True
             else:
                 sub = self._pick()
-            if sub is not None:
+            if sub is None:
+                self._blocked = True  # nobody can take it: the dispatch below is skipped
+            else:
                 self._dispatching = True  # publishes from inside deliver() queue up behind
                 try:
                     self._deliver(sub, entry)
@@ -247,11 +266,12 @@ class Queue:
             broker.flow.hits[self] = None
         elif subs and (len(ready) > self._hw_messages or ready_bytes > self._hw_bytes):
             broker.flow.passed_high(self)
-        # A lone subscription at its limit (a consumer behind on acks, the usual reason for a
-        # backlog) takes nothing: skip the dispatch that would find that out again.
-        if subs and (len(subs) != 1 or (not blocked and can_take(subs[0]))):
+        # Subscriptions that had no room at the last dispatch (a consumer behind on acks, the
+        # usual reason for a backlog) take nothing: skip the dispatch that would find that out
+        # again.
+        if subs and not self._blocked:
             self.dispatch()
-        if self._limited:
+        if len(ready) > self._keep_messages or self._ready_bytes > self._keep_bytes:
             self._trim()
         if ttl is not None:
             self._arm_timer()

@@ -30,8 +30,9 @@ from gateway.bridge.topics import RoutingKeyTooLong, TopicTranslator
 from gateway.core.broker import Broker
 from gateway.core.errors import CoreError
 from gateway.core.message import Message
+from gateway.core.routing import ACCEPTED, UNROUTABLE
 from gateway.core.users import UserDatabase
-from gateway.core.vhost import RouteResult, VirtualHost
+from gateway.core.vhost import VirtualHost
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
     Properties,
@@ -399,8 +400,9 @@ class MqttHub(HubRetained):
 
     # -- publishing --------------------------------------------------------------------------
 
-    def route_publish(self, publish: Publish, client_id: str) -> RouteResult:
-        """Route one PUBLISH through the core; retain handling included."""
+    def route_publish(self, publish: Publish, client_id: str) -> int:
+        """Route one PUBLISH through the core; retain handling included. The verdict is
+        ``VirtualHost.publish_outcome``'s (core/routing.py: UNROUTABLE, ACCEPTED, REFUSED)."""
         topic = publish.topic
         plain = self._plain_routes.get(topic)
         if plain is None:
@@ -434,12 +436,12 @@ class MqttHub(HubRetained):
         if publish.retain:
             self.store_retained(message, publish)
         self.stats["published"] += 1
-        result = self.vhost.publish(exchange, message)
-        if not result.routed:
+        outcome = self.vhost.publish_outcome(exchange, message)
+        if outcome == UNROUTABLE:
             self.stats["unroutable"] += 1
-        return result
+        return outcome
 
-    def route_plain(self, topic: str, payload: bytes, client_id: str, qos: int) -> RouteResult:
+    def route_plain(self, topic: str, payload: bytes, client_id: str, qos: int) -> int:
         """`route_publish` of a PUBLISH without DUP, RETAIN or properties."""
         plain = self._plain_routes.get(topic)
         if plain is None:  # not seen yet, or not on the default path: the full way
@@ -451,13 +453,13 @@ class MqttHub(HubRetained):
             exchange, routing_key, topic, payload, qos, False, client_id, views
         )
         self.stats["published"] += 1
-        result = self.vhost.publish(exchange, message)
-        if not result.routed:
+        outcome = self.vhost.publish_outcome(exchange, message)
+        if outcome == UNROUTABLE:
             self.stats["unroutable"] += 1
-        return result
+        return outcome
 
     def _route_special(self, publish: Publish, client_id: str, route: PublishRoute
-                       ) -> RouteResult:  # fmt: skip
+                       ) -> int:  # fmt: skip
         """A mapping rule's QoS policy, or a reply to an AMQP direct reply-to consumer."""
         if publish.qos > route.qos_max:
             publish = dataclasses.replace(publish, qos=route.qos_max)  # the rule's QoS cap
@@ -473,12 +475,12 @@ class MqttHub(HubRetained):
         if route.direct_reply:
             hook = self.direct_reply
             routed = hook is not None and hook(route.routing_key, message)
-            result = RouteResult([], [], routed)
+            outcome = ACCEPTED if routed else UNROUTABLE
         else:
-            result = self.vhost.publish(route.exchange, message)
-        if not result.routed:
+            outcome = self.vhost.publish_outcome(route.exchange, message)
+        if outcome == UNROUTABLE:
             self.stats["unroutable"] += 1
-        return result
+        return outcome
 
     def store_retained(self, message: Message, publish: Publish) -> None:
         """A PUBLISH with RETAIN: kept (or cleared), or refused past the store's limits."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.core.errors import CoreError
+from gateway.core.routing import REFUSED, UNROUTABLE
 from gateway.mqtt.codec import PlainPublish, PlainPublishQos1
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
@@ -46,15 +47,15 @@ def on_plain_publish(handler: ClientHandler, event: PlainPublish | PlainPublishQ
     barrier = hub.broker.commit_barrier
     before = 0 if barrier is None else barrier.written
     try:
-        result = hub.route_plain(topic, payload, handler.client_id, 1)
+        outcome = hub.route_plain(topic, payload, handler.client_id, 1)
     except (PublishRefused, CoreError) as exc:
         publish = make_publish(topic, payload, 1, False, False, packet_id, EMPTY_PROPERTIES)
         _refused(handler, publish, exc)
         return
-    if result.rejected:
+    if outcome == REFUSED:
         _rejected(handler, 1, packet_id)
         return
-    code = 0 if result.routed or handler.protocol_level != MQTT_5 else _NO_MATCHING
+    code = _NO_MATCHING if outcome == UNROUTABLE and handler.protocol_level == MQTT_5 else 0
     held = handler.held
     if barrier is not None and barrier.written != before:
         handler.ack(PubAck(packet_id, ReasonCode(code)), barrier.written)
@@ -102,17 +103,17 @@ def on_publish(handler: ClientHandler, publish: Publish) -> None:
     barrier = hub.broker.commit_barrier if qos else None
     before = 0 if barrier is None else barrier.written
     try:
-        result = hub.route_publish(publish, handler.client_id)
+        outcome = hub.route_publish(publish, handler.client_id)
     except (PublishRefused, CoreError) as exc:
         _refused(handler, publish, exc)
         return
     if qos == 0:
         return
     assert packet_id is not None
-    if result.rejected:
+    if outcome == REFUSED:
         _rejected(handler, qos, packet_id)
         return
-    code = _SUCCESS if result.routed else _NO_MATCHING
+    code = _NO_MATCHING if outcome == UNROUTABLE else _SUCCESS
     if handler.protocol_level != MQTT_5:
         code = _SUCCESS
     if qos == 2:

@@ -1,0 +1,133 @@
+"""QoS 1 to a subscriber whose in-flight window is full (bench S2's shape): the session queue
+holds the backlog without asking the session per publish (core ``Queue._blocked``), and every
+PUBACK that opens the window lets the next messages out, in order, each exactly once. The hub
+routes with the core's int verdict (``publish_outcome``)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gateway.core.routing import ACCEPTED, REFUSED, UNROUTABLE
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_3_1_1,
+    MQTT_5,
+    Packet,
+    PubAck,
+    Publish,
+    ReasonCode,
+    make_publish,
+)
+
+from .harness import Client, World
+
+VERSIONS = (MQTT_3_1_1, MQTT_5)
+_topics = itertools.count()
+
+
+def new_topic(prefix: str) -> str:
+    return f"{prefix}/{next(_topics)}"
+
+
+def connected(world: World, client_id: str, version: int) -> Client:
+    client = world.client(version)
+    client.connect(client_id)
+    return client
+
+
+def ack_all(client: Client, got: list[Publish]) -> None:
+    ids = [p.packet_id for p in got]
+    assert None not in ids
+    client.send(*(PubAck(i) for i in ids if i is not None))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_full_window_gets_the_backlog_in_order_as_pubacks_arrive(version: int) -> None:
+    world = World(max_inflight=4)
+    sub = connected(world, "sub", version)
+    sub.subscribe("s2/#", 1)
+    pub = connected(world, "pub", version)
+    topic = new_topic("s2")
+    for n in range(30):
+        pub.publish(topic, b"m%d" % n, 1, packet_id=n + 1)
+    # Acked on enqueue: the publisher does not wait for the subscriber.
+    assert pub.received() == [PubAck(n + 1) for n in range(30)]
+    session = world.hub.sessions["sub"]
+    queue = world.hub.vhost.queue(session.queue_name)
+    got: list[Publish] = []
+    batch = sub.publishes()
+    while batch:
+        assert len(batch) <= 4
+        assert len({p.packet_id for p in batch}) == len(batch)
+        got.extend(batch)
+        ack_all(sub, batch)
+        batch = sub.publishes()
+    assert [p.payload for p in got] == [b"m%d" % n for n in range(30)]
+    assert not any(p.dup for p in got)
+    assert session.inflight == {}
+    assert queue.message_count == 0
+    assert queue.unacked_count == 0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_publishes_into_a_full_window_flow_after_the_acks_of_the_same_read(version: int) -> None:
+    """One client publishes and acks in the same read: the acks' window space is handed out
+    when the read ends, and the publishes of that read go out through it."""
+    world = World(max_inflight=2)
+    client = connected(world, "loop", version)
+    client.subscribe("self/#", 1)
+    topic = new_topic("self")
+    client.publish(topic, b"a", 1, packet_id=101)
+    client.publish(topic, b"b", 1, packet_id=102)
+    client.publish(topic, b"c", 1, packet_id=103)
+    first = [p for p in client.received() if isinstance(p, Publish)]
+    assert [p.payload for p in first] == [b"a", b"b"]
+    # Both PUBACKs and two more PUBLISHes in one read.
+    ids = [p.packet_id for p in first]
+    assert None not in ids
+    data: list[Packet] = [PubAck(i) for i in ids if i is not None]
+    data += [make_publish(topic, b"d", 1, False, False, 104, EMPTY_PROPERTIES),
+             make_publish(topic, b"e", 1, False, False, 105, EMPTY_PROPERTIES)]  # fmt: skip
+    client.send(*data)
+    second = [p for p in client.received() if isinstance(p, Publish)]
+    assert [p.payload for p in second] == [b"c", b"d"]
+    ack_all(client, second)
+    third = [p for p in client.received() if isinstance(p, Publish)]
+    assert [p.payload for p in third] == [b"e"]
+
+
+def test_the_hub_routes_with_the_cores_verdict() -> None:
+    world = World()
+    hub = world.hub
+    full = new_topic("verdict")
+    hub.vhost.declare_queue("one", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    hub.vhost.bind_queue("one", "amq.topic", full.replace("/", "."))
+    nobody = new_topic("verdict")
+    publish = make_publish(nobody, b"x", 1, False, False, 1, EMPTY_PROPERTIES)
+    assert hub.route_publish(publish, "c") == UNROUTABLE
+    assert hub.route_plain(nobody, b"x", "c", 1) == UNROUTABLE  # the cached plain route
+    publish = make_publish(full, b"x", 1, False, False, 2, EMPTY_PROPERTIES)
+    assert hub.route_publish(publish, "c") == ACCEPTED
+    assert hub.route_plain(full, b"y", "c", 1) == REFUSED
+    assert hub.stats["unroutable"] == 2
+    assert hub.stats["published"] == 4
+
+
+def test_a_refused_qos1_publish_gets_quota_exceeded_in_mqtt5() -> None:
+    world = World()
+    topic = new_topic("quota")
+    world.hub.vhost.declare_queue(
+        "one", arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
+    world.hub.vhost.bind_queue("one", "amq.topic", topic.replace("/", "."))
+    pub = connected(world, "p", MQTT_5)
+    for packet_id in (1, 2, 3):  # the full path, then the plain one
+        pub.publish(topic, b"x", 1, packet_id=packet_id)
+    codes = [(a.packet_id, a.reason_code) for a in pub.received() if isinstance(a, PubAck)]
+    assert codes == [
+        (1, ReasonCode.SUCCESS),
+        (2, ReasonCode.QUOTA_EXCEEDED),
+        (3, ReasonCode.QUOTA_EXCEEDED),
+    ]

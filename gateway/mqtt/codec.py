@@ -26,7 +26,16 @@ from gateway.mqtt.codec_errors import (
 )
 from gateway.mqtt.codec_primitives import MAX_VBI
 from gateway.mqtt.codec_tables import REQUIRED_FLAGS
-from gateway.mqtt.packets import MQTT_5, Connect, Packet, PacketType
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_5,
+    Connect,
+    Packet,
+    PacketType,
+    PubAck,
+    Publish,
+    make_publish,
+)
 
 __all__ = [
     "InvalidTopic",
@@ -43,6 +52,7 @@ __all__ = [
     "encode",
     "encode_publish",
     "encode_publish_header",
+    "packet_of",
     "publish_header_parts",
 ]
 
@@ -57,6 +67,15 @@ PlainPublishQos1 = tuple[str, bytes, int]
 PlainPubAck = int
 Plain = PlainPublish | PlainPublishQos1 | PlainPubAck
 _CONNECT = PacketType.CONNECT
+
+
+def packet_of(item: Plain) -> Publish | PubAck:
+    """The packet a `Plain` item from `PacketDecoder.feed_plain` stands for."""
+    if isinstance(item, int):
+        return PubAck(item)
+    if len(item) == 2:
+        return make_publish(item[0], item[1], 0, False, False, None, EMPTY_PROPERTIES)
+    return make_publish(item[0], item[1], 1, False, False, item[2], EMPTY_PROPERTIES)
 
 
 class PacketDecoder:
@@ -86,7 +105,9 @@ class PacketDecoder:
         self.max_packet_size = max_packet_size
         self.protocol_level = protocol_level
         self.error: MqttError | None = None
-        self._chunks: list[bytes] = []
+        # Made by `_keep` when a packet is split across reads, dropped once it completes: most
+        # connections are idle between whole packets (issue 7, S7).
+        self._chunks: list[bytes] | None = None
         self._buffered = 0  # bytes held in _chunks
         self._need = 0  # bytes needed before another packet can complete
         # After `feed_plain`: True when every item it returned is a `Plain` one.
@@ -109,12 +130,13 @@ class PacketDecoder:
         if self._buffered:
             # Hold small pieces until the waiting packet is complete: joining once avoids
             # quadratic copying when a large packet arrives in many reads.
-            self._chunks.append(bytes(data))
+            chunks = cast("list[bytes]", self._chunks)  # `_buffered` means `_keep` made it
+            chunks.append(bytes(data))
             self._buffered += len(data)
             if self._buffered < self._need:
                 return []
-            data = b"".join(self._chunks)
-            self._chunks.clear()
+            data = b"".join(chunks)
+            self._chunks = None
             self._buffered = 0
         elif type(data) is not bytes:
             data = bytes(data)

@@ -23,7 +23,7 @@ import dataclasses
 import struct
 from typing import cast
 
-from gateway.mqtt.codec import PacketDecoder, Plain, encode, encode_publish_header
+from gateway.mqtt.codec import PacketDecoder, Plain, encode, encode_publish_header, packet_of
 from gateway.mqtt.codec_errors import MqttError, ProtocolError
 from gateway.mqtt.codec_tables import CONNACK_CODES, DISCONNECT_CODES
 from gateway.mqtt.connection_states import (
@@ -56,7 +56,6 @@ from gateway.mqtt.packets import (
     ReasonCode,
     SubAck,
     UnsubAck,
-    make_publish,
 )
 from gateway.mqtt.properties import without_problem_information
 
@@ -68,6 +67,8 @@ _PROBLEM_INFO_PACKETS = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, Unsu
 # Sent once per message or request, in CONNECTED only, without changing state.
 _ACKS: frozenset[type[Packet]] = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck})
 _V3_UNSUPPORTED_LEVEL = b"\x20\x02\x00\x01"  # 3.1.1 CONNACK, return code 1
+# A successful 3.1 / 3.1.1 CONNACK, by Session Present.
+_V3_CONNACK = (b"\x20\x02\x00\x00", b"\x20\x02\x01\x00")
 _DEFAULT_RECEIVE_MAXIMUM = 65535
 _UNSPECIFIED = ReasonCode.UNSPECIFIED_ERROR
 _PUBACK_FIRST = 0x40
@@ -102,6 +103,7 @@ class MqttConnection:
         "client_receive_maximum",
         "client_topic_alias_maximum",
         "connect",
+        "enhanced_auth",
         "keep_alive",
         "max_packet_size",
         "plain_publish",
@@ -120,7 +122,10 @@ class MqttConnection:
     ) -> None:
         self.max_packet_size = max_packet_size
         self.state = ConnectionState.AWAIT_CONNECT
+        # The client's CONNECT until a successful CONNACK; then dropped, as most connections
+        # stay idle (issue 7, S7). Whether it named an Authentication Method outlives it.
         self.connect: Connect | None = None
+        self.enhanced_auth = False
         self.protocol_level: int | None = None
         # Effective keep-alive in seconds (0: none): the client's, or Server Keep Alive.
         self.keep_alive = 0
@@ -190,7 +195,7 @@ class MqttConnection:
                     continue
                 # Before CONNACK (or above an MQTT 5 Maximum QoS 0) the state table and the
                 # checks judge the packet it stands for.
-                packet: Packet = _packet_of(item)
+                packet: Packet = packet_of(item)
             else:
                 packet = item
             if type(packet) is Publish and self.state is _S.CONNECTED:
@@ -232,8 +237,7 @@ class MqttConnection:
             self.state is _S.AWAIT_CONNACK
             and kind is not Auth
             and kind is not Disconnect
-            and self.connect is not None
-            and self.connect.properties.authentication_method is not None
+            and self.enhanced_auth
         ):
             raise ProtocolError(
                 f"{kind.__name__} during enhanced authentication, before CONNACK [MQTT-3.1.2-33]"
@@ -254,20 +258,20 @@ class MqttConnection:
             requested = packet.properties.session_expiry_interval
             if self._session_expiry_interval == 0 and requested:
                 raise ProtocolError("DISCONNECT sets a Session Expiry Interval after CONNECT set 0")
-        elif isinstance(packet, Auth) and (
-            self.connect is None or self.connect.properties.authentication_method is None
-        ):
+        elif isinstance(packet, Auth) and not self.enhanced_auth:
             raise ProtocolError("AUTH without an Authentication Method in CONNECT [MQTT-4.12.0-7]")
         self.state = next_state
         return packet
 
     def _on_connect(self, packet: Connect) -> None:
         self.connect = packet
+        self._connect_deadline = None  # met: the float need not stay with an idle connection
         self.protocol_level = self._version = packet.protocol_level
         self.keep_alive = packet.keep_alive
         if packet.protocol_level != MQTT_5:
             return
         props = packet.properties
+        self.enhanced_auth = props.authentication_method is not None
         if self._server_keep_alive is not None:
             self.keep_alive = self._server_keep_alive
         self.client_receive_maximum = props.receive_maximum or _DEFAULT_RECEIVE_MAXIMUM
@@ -386,6 +390,28 @@ class MqttConnection:
             self._out.append(encode(PingResp(), self._version))
         return sent
 
+    def send_connack(
+        self, session_present: bool, properties: Properties = EMPTY_PROPERTIES
+    ) -> bool:
+        """`send(ConnAck(session_present, SUCCESS, properties))`. For 3.1 / 3.1.1 (no
+        properties, no size limit) the CONNACK is a constant: no packet is built or encoded,
+        the state table still decides whether it may go (issue 7, S7: the connect rate)."""
+        if self._version == MQTT_5:
+            return self.send(ConnAck(session_present, ReasonCode.SUCCESS, properties))
+        next_state = SEND_TRANSITIONS.get((self.state, ConnAck))
+        if next_state is None:
+            if self.state is _S.CLOSED:
+                return False
+            raise LocalProtocolError(f"cannot send ConnAck in state {self.state.name}")
+        out = self._out
+        out.append(_V3_CONNACK[session_present])
+        self.state = next_state
+        self.connect = None
+        if self._ping_pending:
+            self._ping_pending = False
+            out.append(encode(PingResp(), self._version))
+        return True
+
     def send_publish(
         self,
         topic: str,
@@ -481,6 +507,7 @@ class MqttConnection:
         return data
 
     def _on_connack(self, packet: ConnAck) -> ConnAck:
+        self.connect = None
         if self._version != MQTT_5:
             return packet
         props = packet.properties
@@ -527,15 +554,6 @@ class MqttConnection:
             self._out.append(_V3_UNSUPPORTED_LEVEL)
         self.state = _S.CLOSED
         return ProtocolViolation(reason_code, text)
-
-
-def _packet_of(item: Plain) -> Publish | PubAck:
-    """The packet a `Plain` item from `PacketDecoder.feed_plain` stands for."""
-    if isinstance(item, int):
-        return PubAck(item)
-    if len(item) == 2:
-        return make_publish(item[0], item[1], 0, False, False, None, EMPTY_PROPERTIES)
-    return make_publish(item[0], item[1], 1, False, False, item[2], EMPTY_PROPERTIES)
 
 
 def _connack_code(reason_code: ReasonCode, fallback: ReasonCode) -> ReasonCode:

@@ -47,6 +47,10 @@ class ConnectionState(Enum):
     CONNECTED = "connected"  # a successful CONNACK went out
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hash them the same way. Enum's own
+    # __hash__ is a Python-level call on every transition-table lookup (issue 7, S7).
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class KeepaliveExpired:

@@ -54,7 +54,7 @@ class MqttProtocol(MachineProtocol):
         self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        host, _ = self._attach(transport)
+        host = self._attach_host(transport)
         settings = self.hub.settings
         self.conn = MqttConnection(
             max_packet_size=settings.max_packet_size,
@@ -62,11 +62,7 @@ class MqttProtocol(MachineProtocol):
             connect_timeout=settings.connect_timeout,
             now=self.clock(),
         )
-        self.handler = ClientHandler(
-            self.hub, self.conn, host, on_output=self._deliveries_ready,
-            close_transport=self._close_after_flush, pause_reading=self._pause_reading,
-            resume_reading=self._flow_resumed,
-        )  # fmt: skip
+        self.handler = ClientHandler(self.hub, self.conn, host, self)
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
@@ -97,7 +93,11 @@ class MqttProtocol(MachineProtocol):
         self._after_read(conn.closed)
         flusher.flush_marked()  # what this read delivered to other MQTT connections
 
-    def _deliveries_ready(self) -> None:
+    # -- HandlerOwner (session_handler.py): the handler holds this protocol, not callbacks ------
+
+    can_pause_reading = True
+
+    def output_ready(self) -> None:
         conn = self.conn
         if conn is not None and conn.pending_chunks > FLUSH_EARLY_CHUNKS and not self._in_receive:
             self.flush()
@@ -164,10 +164,15 @@ class MqttProtocol(MachineProtocol):
         self._resume_reading()  # data_received discards while closing
         self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
+    close_transport = _close_after_flush
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        # The transport is gone: the handler's ending must not start a lingering close on
+        # it (a 2 s timer keeping each dropped connection alive, and an EOF to nobody).
+        self._closing = True
         super().connection_lost(exc)
 
     # -- memory alarm, flow control: MQTT has no "blocked" packet, the client is not read ------
@@ -179,7 +184,10 @@ class MqttProtocol(MachineProtocol):
         if not self._closing:
             self._resume_reading()
 
-    def _flow_resumed(self) -> None:
+    def pause_reading(self) -> None:
+        self._pause_reading()
+
+    def resume_reading(self) -> None:
         """Flow control let this publisher go. While the memory alarm is raised the alarm
         takes it over instead, and resumes it once the queues drain below the global limit."""
         if self.alarm.alarmed:

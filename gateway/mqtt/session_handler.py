@@ -1,25 +1,26 @@
 """One MQTT client connection on the core: CONNECT, PUBLISH and the QoS flows.
 
 The handler never touches a socket: it reads events from the sans-I/O `MqttConnection`, acts on
-the hub and the core, and writes packets back into the machine. The listener flushes
-`conn.data_to_send()` when `on_output` says there is something, once per loop turn, and gives
-the handler its `pause_reading` / `resume_reading` hooks for flow control. PUBLISH and the
+the hub and the core, and writes packets back into the machine. Its owner (`HandlerOwner`: the
+listener's protocol) flushes `conn.data_to_send()` when told there is output, once per loop
+turn, and offers `pause_reading` / `resume_reading` for flow control. PUBLISH and the
 QoS 1/2 answers to it are in `session_publish`, SUBSCRIBE and UNSUBSCRIBE in
 `session_subscribe`, acknowledgements that wait for the store's commit in `session_acks`.
 
 The connection hands over the decoder's `Plain` items (codec.py) for the commonest packets:
 `handle_events` takes a PUBACK's packet id and a QoS 0 PUBLISH's (topic, payload) without the
-event table, and the handler calls `on_output` once per read, not once per answer.
+event table, and the handler tells its owner once per read, not once per answer.
 
-One handler lives per connection, most of them idle (issue 7, S7): slots, a class-level event
-table, and containers made on first use keep it small.
+One handler lives per connection, most of them idle (issue 7, S7): slots, one reference to the
+owner instead of bound-method callbacks, a class-level event table, and containers made on
+first use keep it small.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
@@ -63,12 +64,37 @@ __all__ = ["ClientHandler", "shared_queue_name"]
 _SUCCESS = ReasonCode.SUCCESS
 
 
+class HandlerOwner(Protocol):
+    """The shell a handler runs in (the TCP listener, the WebSocket endpoint, a test harness).
+
+    One reference to the owner instead of four bound-method callbacks: each of those is a
+    64-byte object kept per connection, most of them idle (issue 7, S7).
+    """
+
+    @property
+    def can_pause_reading(self) -> bool:
+        """False for a shell that cannot stop reading: flow control then leaves publishers
+        to queue limits and the memory alarm."""
+
+    def output_ready(self) -> None:
+        """The connection has output queued: flush it (now or at the end of the loop turn)."""
+
+    def close_transport(self) -> None:
+        """Close once what is queued has been written."""
+
+    def pause_reading(self) -> None:
+        """Stop reading the client (flow control holds a publisher)."""
+
+    def resume_reading(self) -> None:
+        """Read the client again."""
+
+
 class ClientHandler:
     """Per-connection MQTT logic; the session it attaches to may outlive it.
 
-    ``pause_reading`` / ``resume_reading`` stop and restart reading the client's socket: flow
-    control (core/flow.py) holds a publisher whose PUBLISHes reach a backed-up queue. Without
-    them the publisher is bounded by queue limits and the memory alarm only.
+    The owner's ``pause_reading`` / ``resume_reading`` stop and restart reading the client's
+    socket: flow control (core/flow.py) holds a publisher whose PUBLISHes reach a backed-up
+    queue. Without them the publisher is bounded by queue limits and the memory alarm only.
     """
 
     __slots__ = (
@@ -77,16 +103,13 @@ class ClientHandler:
         "_connack_held",
         "_counted",
         "_flow",
-        "_pause_reading",
-        "_resume_reading",
         "_socket_writable",
         "client_id",
-        "close_transport",
         "closed",
         "conn",
         "held",
         "hub",
-        "on_output",
+        "owner",
         "peer_host",
         "protocol_level",
         "session",
@@ -101,20 +124,13 @@ class ClientHandler:
         hub: MqttHub,
         conn: MqttConnection,
         peer_host: str,
-        *,
-        on_output: Callable[[], None],
-        close_transport: Callable[[], None],
-        pause_reading: Callable[[], None] | None = None,
-        resume_reading: Callable[[], None] | None = None,
+        owner: HandlerOwner,
     ) -> None:
         self.hub = hub
         self.conn = conn
         conn.plain_publish = True  # _on_plain_publish takes them
         self.peer_host = peer_host
-        self.on_output = on_output
-        self.close_transport = close_transport
-        self._pause_reading = pause_reading
-        self._resume_reading = resume_reading
+        self.owner = owner
         self.writable = True
         self.window = hub.settings.max_inflight
         self.protocol_level = 4
@@ -137,10 +153,14 @@ class ClientHandler:
 
     # -- output ------------------------------------------------------------------------------
 
+    def on_output(self) -> None:
+        """Tell the owner there is output (the session's delivery code calls this)."""
+        self.owner.output_ready()
+
     def send(self, packet: ConnAck | PubAck | PubRec | PubRel | PubComp | SubAck | UnsubAck
              ) -> None:  # fmt: skip
         self.conn.send(packet)
-        self.on_output()
+        self.owner.output_ready()
 
     def send_publish(
         self,
@@ -170,7 +190,7 @@ class ClientHandler:
             topic, payload, qos=qos, retain=retain, dup=dup, packet_id=packet_id,
             properties=properties,
         )  # fmt: skip
-        self.on_output()
+        self.owner.output_ready()
         if sent:
             if new_alias is not None and self._aliases_out is not None:
                 # Only a mapping the client actually received may be relied on later.
@@ -224,7 +244,7 @@ class ClientHandler:
                 session.end_batch()
         # The plain paths (PUBACKs to plain PUBLISHes) queue output without telling: once
         # per read is enough.
-        self.on_output()
+        self.owner.output_ready()
         if hits:
             self._flow_hit()
 
@@ -233,11 +253,11 @@ class ClientHandler:
         core_flow = self.hub.broker.flow
         flow = self._flow
         if flow is None and not self.closed:
-            pause, resume = self._pause_reading, self._resume_reading
+            owner = self.owner
             session = self.session
-            if pause is not None and resume is not None and session is not None:
+            if owner.can_pause_reading and session is not None:
                 flow = self._flow = PublisherFlow(
-                    core_flow, session, pause=pause, resume=resume,
+                    core_flow, session, pause=owner.pause_reading, resume=owner.resume_reading,
                     subscriptions=session.core_subscriptions,
                 )  # fmt: skip
         if flow is None or self.closed:
@@ -268,9 +288,9 @@ class ClientHandler:
 
     def _refuse(self, code: ReasonCode) -> None:
         self.conn.send(ConnAck(False, code))
-        self.on_output()
+        self.owner.output_ready()
         self.closed = True
-        self.close_transport()
+        self.owner.close_transport()
 
     def _on_connect(self, connect: Connect) -> None:
         hub = self.hub
@@ -294,6 +314,7 @@ class ClientHandler:
         try:
             user = hub.users.authenticate(name, password, self.peer_host, mechanism="MQTT")
             hub.users.check_vhost(user, settings.vhost)
+            self.peer_host = ""  # needed for this check only: not kept by an idle connection
         except AuthenticationFailed as exc:
             # As RabbitMQ: right credentials from the wrong place are "not authorized" (3.1.1
             # return code 5); wrong credentials are 0x86 (3.1.1 return code 4).
@@ -373,10 +394,10 @@ class ClientHandler:
                     else None
                 ),
             )
-        connack = ConnAck(session_present, _SUCCESS, props)
         wait_for = written_since(hub.broker, before)
         if not wait_for:
-            self.send(connack)
+            # No output_ready here: handle_events, the only caller, tells once per read.
+            self.conn.send_connack(session_present, props)
             if session_present:
                 self._resend_inflight(session)
                 session.resume()
@@ -387,7 +408,8 @@ class ClientHandler:
 
         def connack_committed() -> None:
             self._connack_held = False
-            self.send(connack)
+            self.conn.send_connack(session_present, props)
+            self.owner.output_ready()
             if session_present:
                 self._resend_inflight(session)
             self.set_writable(self._socket_writable)
@@ -407,7 +429,7 @@ class ClientHandler:
         if self.closed:
             return
         self.conn.close(ReasonCode.SESSION_TAKEN_OVER)
-        self.on_output()
+        self.owner.output_ready()
         self._finish()
 
     # -- acknowledgements ----------------------------------------------------------------
@@ -442,7 +464,7 @@ class ClientHandler:
         """Close the connection; MQTT 5 clients get DISCONNECT with the reason code."""
         props = EMPTY_PROPERTIES if text is None else Properties(reason_string=text)
         self.conn.close(code, props)
-        self.on_output()
+        self.owner.output_ready()
         self._finish()
 
     def shutdown(self) -> None:
@@ -450,7 +472,7 @@ class ClientHandler:
         if self.closed:
             return
         self.conn.close(ReasonCode.SERVER_SHUTTING_DOWN)
-        self.on_output()
+        self.owner.output_ready()
         self._finish()
 
     def connection_lost(self) -> None:
@@ -475,7 +497,7 @@ class ClientHandler:
         if self._counted:
             self.hub.connections -= 1
             self._counted = False
-        self.close_transport()
+        self.owner.close_transport()
 
 
 # What each machine event means: one dict lookup per packet, and no per-connection table.

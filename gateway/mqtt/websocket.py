@@ -34,29 +34,30 @@ class _WsConnection:
             connect_timeout=hub.settings.connect_timeout,
             now=hub.clock(),
         )
-        self.handler = ClientHandler(
-            hub, self.conn, peer_host, on_output=self._output_ready, close_transport=self._close,
-            pause_reading=self._pause_reading, resume_reading=self._resume_reading,
-        )  # fmt: skip
+        self.handler = ClientHandler(hub, self.conn, peer_host, self)
         self._has_output = asyncio.Event()
         # Set while frames may be read; flow control clears it to hold a publisher.
         self.readable = asyncio.Event()
         self.readable.set()
         self._closing = False
 
-    def _output_ready(self) -> None:
+    # -- HandlerOwner (session_handler.py) ---------------------------------------------------
+
+    can_pause_reading = True
+
+    def output_ready(self) -> None:
         self._has_output.set()
 
-    def _close(self) -> None:
+    def close_transport(self) -> None:
         self._closing = True
         self._has_output.set()
         self.readable.set()  # a held reader must see the close
 
-    def _pause_reading(self) -> None:
+    def pause_reading(self) -> None:
         if not self._closing:
             self.readable.clear()
 
-    def _resume_reading(self) -> None:
+    def resume_reading(self) -> None:
         self.readable.set()
 
     async def writer(self) -> None:
@@ -86,14 +87,14 @@ class _WsConnection:
             events = self.conn.handle_timer(self.hub.clock())
             if events:
                 self.handler.handle_events(events)
-                self._close()
+                self.close_transport()
 
     def shutdown(self) -> None:
         self.handler.shutdown()
-        self._close()
+        self.close_transport()
 
     def abort(self) -> None:
-        self._close()
+        self.close_transport()
 
 
 class MqttWebSocketServer:
@@ -143,9 +144,9 @@ class MqttWebSocketServer:
                         # A bug must cost this one connection, never the listener.
                         log.exception("mqtt.internal_error", client_id=live.handler.client_id)
                         live.conn.close()
-                    live._output_ready()
+                    live.output_ready()
                     if live.conn.closed:
-                        live._close()
+                        live.close_transport()
                         break
                     if not live.readable.is_set():
                         await live.readable.wait()  # held by flow control
@@ -154,11 +155,11 @@ class MqttWebSocketServer:
                 elif msg.type in (WSMsgType.TEXT,):
                     # MQTT over WebSocket is binary only [MQTT-6.0.0-1].
                     live.conn.close()
-                    live._close()
+                    live.close_transport()
                     break
         finally:
             live.handler.connection_lost()
-            live._close()
+            live.close_transport()
             await writer
             timers.cancel()
             self._live.discard(live)

@@ -73,6 +73,7 @@ def test_connect_handshake(version: int) -> None:
     assert client.read(conn) == [ConnAck(session_present=True)]
     assert state(conn) is S.CONNECTED
     assert not closed(conn)
+    assert conn.connect is None  # not kept once answered (issue 7, S7: idle connections)
 
 
 def test_connect_split_across_reads() -> None:

@@ -88,21 +88,28 @@ class Client(PacketClient):
         )
         self.reading = True
         self.resumes = 0
-        self.handler = ClientHandler(
-            world.hub, self.conn, peer, on_output=lambda: None, close_transport=self._close,
-            pause_reading=self._pause_reading, resume_reading=self._resume_reading,
-        )  # fmt: skip
+        # When set, what `output_ready` found queued each time the handler told of output.
+        self.told_chunks: list[int] | None = None
+        self.handler = ClientHandler(world.hub, self.conn, peer, self)
         self.decoder = PacketDecoder(protocol_level=version)
         self.transport_closed = False
         self._inbox: deque[Packet] = deque()
 
-    def _close(self) -> None:
+    # -- HandlerOwner (session_handler.py) ---------------------------------------------------
+
+    can_pause_reading = True
+
+    def output_ready(self) -> None:
+        if self.told_chunks is not None:
+            self.told_chunks.append(self.conn.pending_chunks)
+
+    def close_transport(self) -> None:
         self.transport_closed = True
 
-    def _pause_reading(self) -> None:
+    def pause_reading(self) -> None:
         self.reading = False
 
-    def _resume_reading(self) -> None:
+    def resume_reading(self) -> None:
         self.reading = True
         self.resumes += 1
 

@@ -75,15 +75,31 @@ def test_a_publisher_that_goes_away_while_held_is_not_resumed() -> None:
     assert len(sub.publishes()) == 2 * HIGH
 
 
+class _ShellWithoutFlowControl:
+    """A HandlerOwner that cannot stop reading its client."""
+
+    can_pause_reading = False
+
+    def output_ready(self) -> None:
+        pass
+
+    def close_transport(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        raise AssertionError("flow control must not pause a shell that cannot pause")
+
+    def resume_reading(self) -> None:
+        raise AssertionError("flow control must not resume a shell that cannot pause")
+
+
 def test_without_hooks_a_publisher_is_never_held() -> None:
     """A shell that cannot stop reading (none given) leaves publishers to queue limits and the
     memory alarm; the batch's hits are dropped, not left for the next publisher."""
     world = flow_world()
     _, queue = stalled_subscriber(world)
     conn = MqttConnection(max_packet_size=1 << 20, connect_timeout=10.0, now=world.clock())
-    handler = ClientHandler(
-        world.hub, conn, "127.0.0.1", on_output=lambda: None, close_transport=lambda: None
-    )
+    handler = ClientHandler(world.hub, conn, "127.0.0.1", _ShellWithoutFlowControl())
     pub = Client(world, MQTT_3_1_1, "127.0.0.1")
     pub.conn, pub.handler = conn, handler
     assert pub.connect("bare").reason_code == ReasonCode.SUCCESS

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from gateway.bridge import convert
 from gateway.bridge.convert import MqttView
-from gateway.mqtt.codec import PacketDecoder
+from gateway.mqtt.codec import PacketDecoder, encode_publish_header
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
     MQTT_3_1,
@@ -204,7 +204,7 @@ def test_fan_out_encodes_each_header_once_per_version(monkeypatch: pytest.Monkey
     v5_subs = [subscriber(world, f"v5-{i}", MQTT_5) for i in range(3)]
     pub = connected(world, "pub", MQTT_5)
     calls: list[tuple[Any, ...]] = []
-    original = convert.encode_publish_header
+    original = encode_publish_header  # what convert imported
 
     def counting(*args: Any) -> bytes:
         calls.append(args)

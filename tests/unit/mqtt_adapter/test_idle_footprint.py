@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.mqtt.codec import encode
 from gateway.mqtt.packets import (
+    MQTT_3_1_1,
     MQTT_5,
+    PingReq,
+    PingResp,
     Properties,
     PubAck,
     PubComp,
@@ -45,6 +49,31 @@ def test_an_idle_clean_connection_makes_nothing_on_demand() -> None:
     client.subscribe("a/b", 1)
     assert world.hub.queue_exists(session.queue_name)
     assert session.queue_name == "mqtt-subscription-idle"
+
+
+def test_what_only_connect_needed_is_dropped_once_connected() -> None:
+    """The CONNECT packet, the connect deadline, the peer address and a split packet's
+    buffer list stay with no idle connection; a later split packet and timers still work."""
+    world = World()
+    for version in (MQTT_3_1_1, MQTT_5):
+        client = connected(world, f"drop-{version}", version)
+        conn, handler = client.conn, client.handler
+        assert conn.connect is None
+        assert conn._connect_deadline is None
+        assert handler.peer_host == ""
+        assert chunks(client) is None
+        assert handler.owner is client  # one owner reference, no bound-method callbacks
+        ping = encode(PingReq(), version)
+        client.send_bytes(ping[:1])  # split: the decoder buffers until the rest arrives
+        assert chunks(client) == [ping[:1]]
+        client.send_bytes(ping[1:])
+        assert client.expect(PingResp) == PingResp()
+        assert chunks(client) is None
+
+
+def chunks(client: Client) -> list[bytes] | None:
+    # Read through a function: mypy would keep the attribute narrowed across sends.
+    return client.conn._decoder._chunks
 
 
 def test_inbound_qos2_ids_are_made_on_first_use_and_keep_exactly_once() -> None:

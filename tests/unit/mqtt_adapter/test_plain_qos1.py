@@ -185,7 +185,7 @@ def test_the_listener_is_told_of_the_first_delivery_after_a_drain_and_now_and_th
     sub = connected(world, "sub", MQTT_3_1_1)
     sub.subscribe("tell/#", qos)
     told: list[int] = []
-    sub.handler.on_output = lambda: told.append(sub.conn.pending_chunks)
+    sub.told_chunks = told
     pub = connected(world, "pub", MQTT_3_1_1)
     topic = new_topic("tell")
     # 100 deliveries in one read: 200 chunks (header, payload) wait for the listener.

@@ -44,8 +44,9 @@ def _csv(choices: Sequence[str], every: Sequence[str] | None = None) -> type[arg
             option_string: str | None = None,
         ) -> None:
             names = [v.strip() for v in str(values).split(",") if v.strip()]
-            if names == ["all"]:
-                names = list(choices if every is None else every)
+            if "all" in names:  # 'all' may be combined: 'all,relay'
+                expanded = list(choices if every is None else every)
+                names = expanded + [n for n in names if n != "all" and n not in expanded]
             unknown = sorted(set(names) - set(choices))
             if unknown:
                 parser.error(f"{option_string}: unknown {unknown}; choose from {list(choices)}")

@@ -327,9 +327,21 @@ class MachineProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _start_read(self) -> None:
+        """A read begins: what it delivers to this listener's other connections waits for
+        `_after_read` instead of a loop callback (FlushScheduler.reading)."""
+        self._in_receive = True
+        self.flusher.reading = True
+
+    def _stop_read(self) -> None:
+        self._in_receive = False
+        self.flusher.reading = False
+
     def _after_read(self, closed: bool) -> None:
-        """End of one read: flush, close if the machine closed, follow an earlier deadline."""
+        """End of one read: flush this connection and those the read delivered to, close if
+        the machine closed, follow an earlier deadline."""
         self.flush()
+        self.flusher.flush_marked()
         if closed:
             self._close_after_flush()
             return

@@ -63,7 +63,7 @@ class AmqpProtocol(MachineProtocol):
         handler = self.handler
         if handler is None or self._closing:
             return
-        self._in_receive = True
+        self._start_read()
         try:
             events = handler.receive(data)
             if handler.torn_down:
@@ -73,7 +73,7 @@ class AmqpProtocol(MachineProtocol):
             log.exception("amqp.internal_error", peer=self.peer)
             handler.internal_error()
         finally:
-            self._in_receive = False
+            self._stop_read()
         if handler.published:
             handler.published = False
             self.alarm.published(self)

@@ -2,8 +2,8 @@
 
 Per read: feed the machine, let the handler act, write what the machine has in one call.
 Deliveries caused by other connections mark this one dirty; all dirty connections are flushed
-together at the end of the read that caused them (or of the loop turn, when an AMQP publisher or
-a timer caused them), so a fan-out of N messages costs one write per subscriber.
+together at the end of the read that caused them (or of the loop turn, when the other listener's
+client or a timer caused them), so a fan-out of N messages costs one write per subscriber.
 Back-pressure is the socket's: `pause_writing` makes the session refuse deliveries.
 """
 
@@ -69,9 +69,7 @@ class MqttProtocol(MachineProtocol):
         conn, handler = self.conn, self.handler
         if conn is None or handler is None or self._closing:
             return
-        self._in_receive = True
-        flusher = self.flusher
-        flusher.reading = True
+        self._start_read()
         try:
             events = conn.receive_data(data, self.clock())
             if events:
@@ -85,13 +83,11 @@ class MqttProtocol(MachineProtocol):
             conn.close()
             handler.connection_lost()
         finally:
-            self._in_receive = False
-            flusher.reading = False
+            self._stop_read()
         # One int comparison per read unless the alarm is raised.
         if self.alarm.alarmed or self.hub.broker.queued_bytes > self.alarm.limit:
             self.alarm.published(self)
         self._after_read(conn.closed)
-        flusher.flush_marked()  # what this read delivered to other MQTT connections
 
     # -- HandlerOwner (session_handler.py): the handler holds this protocol, not callbacks ------
 

@@ -8,7 +8,7 @@ message), `error`, and optional extras; procs.py adds its CPU seconds since the 
 
 from __future__ import annotations
 
-import selectors
+import select
 import socket
 import time
 
@@ -441,9 +441,17 @@ def mqtt_idle_connections(
     slot: int,
 ) -> Result:
     """Open `count` MQTT connections, `concurrency` handshakes at a time, and hold them idle
-    until the stop signal. Shared counter CONNECTED + `slot` counts this process's CONNACKs."""
+    until the stop signal. Shared counter CONNECTED + `slot` counts this process's CONNACKs.
+
+    As few system calls per connection as a client can make, so that the generator does not
+    set the pace (it shares the machine with the broker): a non-blocking socket, its CONNECT
+    sent right after `connect` (on loopback the handshake has completed by the time `connect`
+    returns; a socket that is not connected yet waits for writability instead), one-shot
+    epoll registration for the CONNACK (no unregister call), one `recv`."""
     packets = [mqtt_connect_packet(f"{prefix}-{i}") for i in range(count)]
-    sel = selectors.DefaultSelector()
+    poller = select.epoll()
+    sockets: dict[int, tuple[socket.socket, int]] = {}  # fd -> (socket, packet index)
+    unsent: set[int] = set()  # fds waiting for the handshake before their CONNECT
     held: list[socket.socket] = []
     ctx.ready()
     idle = _Idle(idle_timeout, "CONNACK")
@@ -451,41 +459,48 @@ def mqtt_idle_connections(
     pending = 0
     failed = 0
     end_ns = 0
+    address = (HOST, port)
+    stream = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+    want_reply = select.EPOLLIN | select.EPOLLONESHOT
+    want_write = select.EPOLLOUT | select.EPOLLONESHOT
     try:
         while len(held) + failed < count:
             while pending < concurrency and opened < count:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sock.setblocking(False)
-                sock.connect_ex((HOST, port))
-                sel.register(sock, selectors.EVENT_WRITE, opened)
+                sock = socket.socket(socket.AF_INET, stream)
+                sock.connect_ex(address)
+                fd = sock.fileno()
+                sockets[fd] = (sock, opened)
+                try:
+                    sock.send(packets[opened])
+                    poller.register(fd, want_reply)
+                except OSError:  # not connected yet: send once it is
+                    unsent.add(fd)
+                    poller.register(fd, want_write)
                 opened += 1
                 pending += 1
-            events = sel.select(POLL_S)
+            events = poller.poll(POLL_S)
             if not events:
                 idle.check()
                 if ctx.stopped:
                     break
-            for key, mask in events:
-                fileobj = key.fileobj
-                assert isinstance(fileobj, socket.socket)
-                sock = fileobj
-                if mask & selectors.EVENT_WRITE:
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                        sel.unregister(sock)
-                        sock.close()
-                        pending -= 1
-                        failed += 1
+            for fd, _mask in events:
+                sock, index = sockets[fd]
+                if fd in unsent:
+                    unsent.discard(fd)
+                    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                        sock.send(packets[index])
+                        poller.modify(fd, want_reply)
                         continue
-                    sock.send(packets[key.data])
-                    sel.modify(sock, selectors.EVENT_READ, key.data)
-                    continue
-                connack = sock.recv(4)
-                sel.unregister(sock)
+                    connack = b""
+                else:
+                    connack = sock.recv(4)
+                del sockets[fd]
                 pending -= 1
                 if len(connack) == 4 and connack[0] == 0x20 and connack[3] == 0:
                     held.append(sock)
                     idle.moved()
                 else:
+                    poller.unregister(fd)
                     sock.close()
                     failed += 1
             end_ns = _now() if held else 0
@@ -496,5 +511,7 @@ def mqtt_idle_connections(
     finally:
         for sock in held:
             sock.close()
-        sel.close()
+        for sock, _index in sockets.values():
+            sock.close()
+        poller.close()
     return {"connected": len(held), "failed": failed, "end_ns": end_ns, "cpu_s": connected_cpu}

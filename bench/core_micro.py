@@ -20,6 +20,8 @@ codecs, channels, confirms and acks included, sockets and the event loop not):
   s3direct  s3 without the head start: every message finds the queue empty and the consumer
             with credit (delivered as it is published)
 
+MQTT cases (bench/mqtt_micro.py: S2, S1 and S6 in one process): mqtt_s2, mqtt_s1, mqtt_s6.
+
 Reports ns per published message, the best of several repeats.
 
     .venv/bin/python bench/core_micro.py [--count N] [--repeats R] [--case NAME ...]
@@ -32,8 +34,10 @@ import argparse
 import cProfile
 import gc
 import pstats
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pamqp import commands, frame, header
 from pamqp.base import Frame
@@ -239,6 +243,20 @@ def run_s3(count: int, *, confirms: bool, backlog: int) -> float:
     return elapsed / measured
 
 
+def _mqtt_case(name: str) -> Callable[[int], float]:
+    """A case of bench/mqtt_micro.py (the MQTT adapter's paths), imported when run."""
+
+    def run(count: int) -> float:
+        # `python bench/core_micro.py` puts bench/ on sys.path, not the repository root.
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench import mqtt_micro
+
+        result: float = getattr(mqtt_micro, f"run_{name}")(count)
+        return result
+
+    return run
+
+
 CASES: dict[str, Callable[[int], float]] = {
     "mqtt_ack": lambda n: _run_plain(n, 1, False),
     "amqp_ack": _run_raw,
@@ -247,6 +265,9 @@ CASES: dict[str, Callable[[int], float]] = {
     "s3": lambda n: run_s3(n, confirms=False, backlog=2000),
     "s3c": lambda n: run_s3(n, confirms=True, backlog=2000),
     "s3direct": lambda n: run_s3(n, confirms=False, backlog=0),
+    "mqtt_s2": _mqtt_case("s2"),
+    "mqtt_s1": _mqtt_case("s1"),
+    "mqtt_s6": _mqtt_case("s6"),
 }
 
 

@@ -47,6 +47,10 @@ class BatchConsumer(Consumer, Protocol):
         """Hand these messages to the client, in order."""
         ...
 
+    # Optional: ``batch_credit() -> int``, how many deliveries one batch may hold at most
+    # (a window of the consumer's own, asked after ``can_accept``). Not declared here so that
+    # consumers without one need not define it.
+
 
 class Delivery:
     """One message handed out. ``subscription`` is None for a basic.get."""

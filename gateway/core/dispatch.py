@@ -6,15 +6,18 @@ they live here so that queues.py keeps enqueue, subscriptions and deletion.
 Two ways out of the ready backlog:
 
 - per delivery: round-robin over the subscriptions that can take a message, asking each
-  consumer ``can_accept`` before every message (an MQTT session's window moves with each one);
+  consumer ``can_accept`` before every message;
 - in batches, for the lone subscription of a consumer that has ``deliver_many`` (an AMQP
-  channel): its credit is computed once, up to that many entries become deliveries, and the
-  consumer gets them in one call. This is the refill after a ``basic.ack(multiple)``, where a
-  consumer at its prefetch limit takes up to the whole freed credit at once.
+  channel, an MQTT session): its credit is computed once, up to that many entries become
+  deliveries, and the consumer gets them in one call. This is the refill after a
+  ``basic.ack(multiple)`` or a read of MQTT PUBACKs, where a consumer at its limit takes up to
+  the whole freed credit at once (an MQTT session's in-flight window bounds the batch through
+  its ``batch_credit``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gateway.core.consumers import Delivery
@@ -46,7 +49,10 @@ def can_take(sub: Subscription) -> bool:
 
 
 def credit_of(sub: Subscription) -> int:
-    """How many messages ``sub`` can take now (at most :data:`BATCH_MAX`); 0 when none."""
+    """How many messages ``sub`` can take now (at most :data:`BATCH_MAX`); 0 when none.
+
+    A consumer with a window of its own (an MQTT session's in-flight window) bounds it
+    further with ``batch_credit()`` (``BatchConsumer``); looked up once per batch."""
     if not sub.active:
         return 0
     credit = BATCH_MAX
@@ -59,7 +65,13 @@ def credit_of(sub: Subscription) -> int:
             credit = min(credit, group.limit - group.unacked)
         if credit <= 0:
             return 0
-    return credit if sub.consumer.can_accept() else 0
+    consumer = sub.consumer
+    if not consumer.can_accept():
+        return 0
+    own: Callable[[], int] | None = getattr(consumer, "batch_credit", None)
+    if own is not None:
+        return max(0, min(credit, own()))
+    return credit
 
 
 def dispatch(queue: Queue) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from gateway.core.vhost import VirtualHost
 
 _seq_of = attrgetter("seq")
+_new_entry = object.__new__
 
 
 class Queue:
@@ -223,7 +224,14 @@ class Queue:
         if per_message is not None and (ttl is None or per_message < ttl):
             ttl = per_message
         seq = self._seq = self._seq + 1
-        entry = QueueEntry(message, seq, now, None if ttl is None else now + ttl / 1000)
+        # QueueEntry(message, seq, now, expires_at) without the constructor call: per message.
+        entry: QueueEntry = _new_entry(QueueEntry)
+        entry.message = message
+        entry.seq = seq
+        entry.enqueued_at = now
+        entry.expires_at = None if ttl is None else now + ttl / 1000
+        entry.redelivered = False
+        entry.delivery_count = 0
         broker = self._broker
         broker.queued_bytes += size
         if self.durable and message.persistent:

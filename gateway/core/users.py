@@ -2,7 +2,8 @@
 
 Passwords are stored as "scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>". Successful checks are
 cached by (user, sha256 of the password, stored hash) so a reconnect storm pays scrypt once per
-distinct password, not once per connection; failures are never cached.
+distinct password, not once per connection (the public default guest/guest not even hashed);
+failures are never cached.
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ class UserDatabase:
             )
         # (user name, sha256 of the password) -> the stored hash it was verified against.
         self._verified: dict[tuple[str, bytes], str] = {}
+        # The stored hash the default guest/guest last passed against: logins with it (and
+        # anonymous MQTT, which is guest/guest) then cost no hashing at all (issue 7, S7).
+        # The pair is public, so nothing secret is kept; a failure is never remembered.
+        self._guest_verified: str | None = None
 
     def get(self, name: str) -> User | None:
         return self._users.get(name)
@@ -147,6 +152,8 @@ class UserDatabase:
         stored = user.password_hash
         if stored is None:
             return False
+        if stored is self._guest_verified and password == "guest" and user.name == "guest":
+            return True
         key = (user.name, hashlib.sha256(password.encode()).digest())
         cached = self._verified.get(key)
         if cached is not None and cached == stored:
@@ -156,6 +163,8 @@ class UserDatabase:
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         self._verified[key] = stored
+        if password == "guest" and user.name == "guest":
+            self._guest_verified = stored
         return True
 
     def check_vhost(self, user: User, vhost: str) -> None:

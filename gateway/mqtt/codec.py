@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from gateway.mqtt.codec_decode import DECODERS, TOPIC_NAMES
+from gateway.mqtt.codec_decode import DECODERS, TOPIC_NAMES, decode_common_connect
 from gateway.mqtt.codec_encode import (
     encode,
     encode_publish,
@@ -123,6 +123,28 @@ class PacketDecoder:
         id. Everything else (and whatever is malformed) takes the full decoder."""
         return self._feed(data, True)
 
+    def feed_connect(self, data: bytes | bytearray | memoryview) -> Connect | None:
+        """A server's first read when it is exactly one common CONNECT
+        (`decode_common_connect`: no will, no properties): that packet, the decoder left as
+        `feed` would leave it. None, with nothing consumed, for anything else: `feed` it then.
+        Most clients send their CONNECT alone in one segment (issue 7, S7: the connect rate)."""
+        if (
+            self.protocol_level is not None
+            or self._buffered
+            or self.error is not None
+            or type(data) is not bytes
+            or len(data) > self.max_packet_size
+        ):
+            return None
+        size = len(data)
+        # One packet of at most 127 bytes after its two-byte fixed header, and nothing else.
+        if size < 3 or data[0] != 0x10 or data[1] >= 0x80 or data[1] + 2 != size:
+            return None
+        connect = decode_common_connect(data, 2, size)
+        if connect is not None:
+            self.protocol_level = connect.protocol_level
+        return connect
+
     def _feed(self, data: bytes | bytearray | memoryview, plain: bool
               ) -> list[Packet | Plain]:  # fmt: skip
         if self.error is not None:
@@ -162,7 +184,30 @@ class PacketDecoder:
         all_plain = True
         append = packets.append
         cached_topic = TOPIC_NAMES.get  # cleared, never replaced
+        # A publisher's read is mostly PUBLISHes to one topic with one payload size: once a
+        # plain one is decoded, a packet whose bytes up to the packet id (QoS 1) or the payload
+        # (QoS 0) repeat its `head` is the same shape, found with one compare.
+        head = b""
+        head_len = span = run_qos = 0
+        run_topic = ""
         while pos < size:
+            if head_len and pos + span <= size and data.startswith(head, pos):
+                at = pos + head_len
+                end = pos + span
+                if not run_qos:
+                    append((run_topic, data[at:end]))
+                    pos = end
+                    continue
+                packet_id = (data[at] << 8) | data[at + 1]
+                if packet_id:
+                    if not v5:
+                        append((run_topic, data[at + 2 : end], packet_id))
+                        pos = end
+                        continue
+                    if not data[at + 2]:  # Property Length 0
+                        append((run_topic, data[at + 3 : end], packet_id))
+                        pos = end
+                        continue
             first = data[pos]
             # Remaining Length: a variable byte integer of at most 4 bytes [MQTT-1.5.5]; most
             # packets have a one-byte one.
@@ -204,10 +249,15 @@ class PacketDecoder:
                         if topic is not None:
                             if not v5:
                                 append((topic, data[stop:end]))
+                                head, head_len, span, run_qos = data[pos:stop], stop - pos, total, 0
+                                run_topic = topic
                                 pos = end
                                 continue
                             if stop < end and data[stop] == 0:  # Property Length 0
                                 append((topic, data[stop + 1 : end]))
+                                head, head_len, span = data[pos : stop + 1], stop + 1 - pos, total
+                                run_qos = 0
+                                run_topic = topic
                                 pos = end
                                 continue
                 elif first == 0x32 and remaining >= 4:  # QoS 1, no DUP, no RETAIN
@@ -218,10 +268,14 @@ class PacketDecoder:
                         if topic is not None and packet_id:
                             if not v5:
                                 append((topic, data[stop + 2 : end], packet_id))
+                                head, head_len, span, run_qos = data[pos:stop], stop - pos, total, 1
+                                run_topic = topic
                                 pos = end
                                 continue
                             if stop + 2 < end and data[stop + 2] == 0:  # Property Length 0
                                 append((topic, data[stop + 3 : end], packet_id))
+                                head, head_len, span, run_qos = data[pos:stop], stop - pos, total, 1
+                                run_topic = topic
                                 pos = end
                                 continue
                 elif first == 0x40 and (  # PUBACK

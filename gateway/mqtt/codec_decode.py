@@ -101,6 +101,97 @@ def _expect_end(pos: int, end: int) -> None:
 
 
 def decode_connect(flags: int, data: bytes, pos: int, end: int, version: int) -> Connect:
+    connect = decode_common_connect(data, pos, end)
+    if connect is not None:
+        return connect
+    return decode_connect_full(data, pos, end)
+
+
+# The commonest CONNECTs (issue 7, S7: the connect rate) start with one of these: protocol
+# name "MQTT", level 4 or 5, then the flags. Will, reserved bit, 3.1 are the full decoder's.
+_COMMON_HEADS = {b"\x00\x04MQTT\x04": MQTT_3_1_1, b"\x00\x04MQTT\x05": MQTT_5}
+# Connect flags the common path takes: Clean Start, Password, User Name.
+_COMMON_FLAGS = 0xC2
+_new = object.__new__
+_connect_fields = [
+    Connect.__dict__[name].__set__
+    for name in ("client_id", "protocol_level", "clean_start", "keep_alive", "username",
+                 "password", "will", "properties")
+]  # fmt: skip
+(_set_client_id, _set_level, _set_clean_start, _set_keep_alive, _set_username, _set_password,
+ _set_will, _set_properties) = _connect_fields  # fmt: skip
+
+
+def decode_common_connect(data: bytes, pos: int, end: int) -> Connect | None:
+    """The CONNECT at `data[pos:end]` if it is a common one: "MQTT" level 4 or 5, no will,
+    no MQTT 5 properties, a client id and optionally a user name and password, all well
+    formed. None for anything else (valid or not): `decode_connect_full` then decides.
+    Equal to what `decode_connect_full` returns whenever it returns a packet (tested with
+    it as the oracle)."""
+    level = _COMMON_HEADS.get(data[pos : pos + 7])
+    if level is None or pos + 12 > end:
+        return None
+    connect_flags = data[pos + 7]
+    if connect_flags & ~_COMMON_FLAGS & 0xFF:
+        return None
+    cursor = pos + 10  # after the flags and the keep-alive
+    if level == MQTT_5:
+        if data[cursor]:
+            return None  # properties: the full decoder
+        cursor += 1
+    elif connect_flags & 0xC0 == 0x40:
+        return None  # 3.1.1 password without a user name: the full decoder's error
+    # Strings as (length, bytes): any short or bad one leaves it to the full decoder.
+    stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1]) if cursor + 2 <= end else end + 1
+    if stop > end:
+        return None
+    raw = data[cursor + 2 : stop]
+    if 0 in raw:
+        return None
+    try:
+        client_id = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    username: str | None = None
+    password: bytes | None = None
+    if connect_flags & 0x80:
+        cursor = stop
+        if cursor + 2 > end:
+            return None
+        stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+        if stop > end:
+            return None
+        raw = data[cursor + 2 : stop]
+        if 0 in raw:
+            return None
+        try:
+            username = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if connect_flags & 0x40:
+        cursor = stop
+        if cursor + 2 > end:
+            return None
+        stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+        if stop > end:
+            return None
+        password = data[cursor + 2 : stop]
+    if stop != end:
+        return None
+    connect: Connect = _new(Connect)
+    _set_client_id(connect, client_id)
+    _set_level(connect, level)
+    _set_clean_start(connect, connect_flags & 0x02 == 0x02)
+    _set_keep_alive(connect, (data[pos + 8] << 8) | data[pos + 9])
+    _set_username(connect, username)
+    _set_password(connect, password)
+    _set_will(connect, None)
+    _set_properties(connect, EMPTY_PROPERTIES)
+    return connect
+
+
+def decode_connect_full(data: bytes, pos: int, end: int) -> Connect:
+    """Any CONNECT, every check."""
     name, pos = decode_binary(data, pos, end)
     levels = _PROTOCOL_NAMES.get(name)
     if levels is None:

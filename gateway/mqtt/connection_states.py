@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from gateway.mqtt.codec import Plain
+from gateway.mqtt.codec_tables import CONNACK_CODES
 from gateway.mqtt.packets import (
     Auth,
     ConnAck,
@@ -38,6 +39,7 @@ __all__ = [
     "KeepaliveExpired",
     "LocalProtocolError",
     "ProtocolViolation",
+    "connack_code",
 ]
 
 
@@ -124,3 +126,12 @@ SEND_TRANSITIONS: Mapping[tuple[ConnectionState, type[Packet] | str], Connection
     **{(_S.CONNECTED, kind): _S.CONNECTED for kind in _FROM_SERVER},
     (_S.CONNECTED, Disconnect): _S.CLOSED,
 }
+
+
+def connack_code(reason_code: ReasonCode, fallback: ReasonCode) -> ReasonCode:
+    """The nearest code a CONNACK may carry (its list is shorter than DISCONNECT's)."""
+    if reason_code in CONNACK_CODES:
+        return reason_code
+    if reason_code == ReasonCode.SERVER_SHUTTING_DOWN:
+        return ReasonCode.SERVER_UNAVAILABLE
+    return fallback

@@ -10,6 +10,7 @@ Back-pressure is the socket's: `pause_writing` makes the session refuse deliveri
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from typing import Any
 
@@ -55,15 +56,19 @@ class MqttProtocol(MachineProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         host = self._attach_host(transport)
-        settings = self.hub.settings
-        self.conn = MqttConnection(
+        hub = self.hub
+        settings = hub.settings
+        timeout = settings.connect_timeout
+        now = self.clock()
+        self.conn = conn = MqttConnection(
             max_packet_size=settings.max_packet_size,
             server_keep_alive=None,
-            connect_timeout=settings.connect_timeout,
-            now=self.clock(),
+            connect_timeout=timeout,
+            now=now,
         )
-        self.handler = ClientHandler(self.hub, self.conn, host, self)
-        self._arm_timer()
+        self.handler = ClientHandler(hub, conn, host, self)
+        if timeout is not None:  # the machine's only deadline yet: CONNECT by now + timeout
+            self._arm_timer_at(now + timeout, max(timeout, 0.0))
 
     def data_received(self, data: bytes) -> None:
         conn, handler = self.conn, self.handler
@@ -71,12 +76,17 @@ class MqttProtocol(MachineProtocol):
             return
         self._start_read()
         try:
-            events = conn.receive_data(data, self.clock())
+            if conn.protocol_level is not None:
+                events = conn.receive_data(data, self.clock())
+            else:  # the first read: most often a CONNECT alone (issue 7, S7)
+                events = conn.receive_connect(data, self.clock())
             if events:
-                for event in events:
-                    if type(event) is ProtocolViolation:
-                        log.info("mqtt.protocol_violation", client_id=handler.client_id,
-                                 reason=event.reason_code.name, text=event.text)  # fmt: skip
+                # The machine stops at a violation: only the last event can be one (a read
+                # of PUBLISHes is not walked twice).
+                last = events[-1]
+                if type(last) is ProtocolViolation:
+                    log.info("mqtt.protocol_violation", client_id=handler.client_id,
+                             reason=last.reason_code.name, text=last.text)  # fmt: skip
                 handler.handle_events(events)
         except Exception:
             log.exception("mqtt.internal_error", client_id=handler.client_id)
@@ -214,7 +224,8 @@ async def start_mqtt_server(
     if alarm is None:
         broker = hub.broker
         alarm = MemoryAlarm(lambda: broker.queued_bytes, memory_limit, loop)
-    shared = alarm
-    server = StreamServer(name, lambda registry: MqttProtocol(hub, registry, flusher, shared))
+    # partial(partial(...), registry) flattens: no Python frame but the protocol's own per accept.
+    factory = functools.partial(MqttProtocol, hub, flusher=flusher, alarm=alarm)
+    server = StreamServer(name, factory)
     await server.start(host, port, ssl_context)
     return server

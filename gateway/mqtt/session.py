@@ -79,7 +79,16 @@ class Session(SessionDelivery):
         "subscriptions",
     )
 
-    def __init__(self, hub: MqttHub, client_id: str, *, expiry_interval: int) -> None:
+    def __init__(
+        self,
+        hub: MqttHub,
+        client_id: str,
+        *,
+        expiry_interval: int,
+        handler: ClientHandler | None = None,
+    ) -> None:
+        """`handler`: attached from the start, which for a new session (no queue, nothing
+        subscribed) is all `attach` does."""
         self.hub = hub
         self.client_id = client_id
         self.expiry_interval = expiry_interval
@@ -89,9 +98,10 @@ class Session(SessionDelivery):
         self.core: CoreSubscription | None = None  # consumer of the session queue
         self.inflight: dict[int, Outbound] = {}  # by packet id, oldest first
         self._inbound_qos2: set[int] | None = None
-        self.handler: ClientHandler | None = None
+        self.handler = handler
         self.expires_at: float | None = None  # set while disconnected
-        self.attached_at = 0.0  # when the current connection took the session
+        # When the current connection took the session.
+        self.attached_at = 0.0 if handler is None else hub.clock()
         self.dropped_deliveries = 0  # too large for the client, or No Local
         self._next_packet_id = 1
         self._match_cache: dict[str, _Matches] | None = None

@@ -1,8 +1,10 @@
 """The session as a core consumer: messages from its queues to the client (DESIGN.md section 5).
 
 `SessionDelivery` is the half of `Session` that the core calls: `deliver` for a message of the
-session queue or of a shared queue, `deliver_direct` for QoS 0 without the queue (core/sinks.py),
-and the store recovery that takes in-flight messages back (`restore_inflight`). Per delivery it
+session queue or of a shared queue (`deliver_many` for a batch from the backlog, as large as
+the free in-flight window: `batch_credit`), `deliver_direct` for QoS 0 without the queue
+(core/sinks.py), and the store recovery that takes in-flight messages back
+(`restore_inflight`). Per delivery it
 folds the matching subscriptions into one QoS, RETAIN and identifier set [MQTT-3.3.4-3,
 MQTT-3.3.4-5], takes a packet identifier for QoS 1/2 and writes the PUBLISH; where nothing about
 the PUBLISH is per subscriber the header comes from the message's view, encoded once per
@@ -39,6 +41,7 @@ _MATCH_CACHE_LIMIT = 4096
 # (the others wait in the same buffer) and, for its early flush of a large backlog
 # (FLUSH_EARLY_CHUNKS), now and then after that: whenever the chunk count is a multiple of 64.
 _TELL_EVERY = 63
+_new_outbound = object.__new__
 
 
 @dataclass(slots=True)
@@ -89,9 +92,10 @@ class SessionDelivery:
     _next_packet_id: int
     _match_cache: dict[str, _Matches] | None
 
-    def _match(self, topic: str, own: bool) -> _Match | None:
+    def _matches(self, topic: str) -> _Matches:
         """Subscriptions (not shared ones) that this topic matches, folded into one delivery:
-        the highest QoS and every Subscription Identifier [MQTT-3.3.4-3, MQTT-3.3.4-5]."""
+        the highest QoS and every Subscription Identifier [MQTT-3.3.4-3, MQTT-3.3.4-5]; for
+        other clients' messages and for the client's own (the pair's second)."""
         cache = self._match_cache
         if cache is None:
             cache = self._match_cache = {}
@@ -101,7 +105,7 @@ class SessionDelivery:
             if len(cache) >= _MATCH_CACHE_LIMIT:
                 cache.clear()
             cache[topic] = cached
-        return cached[1] if own else cached[0]
+        return cached
 
     def _compute_match(self, topic: str) -> _Matches:
         found = [
@@ -111,7 +115,36 @@ class SessionDelivery:
         ]
         if not found:
             return _NO_MATCH
-        return _fold(found), _fold([sub for sub in found if not sub.options.no_local])
+        folded = _fold(found)
+        if not any(sub.options.no_local for sub in found):
+            # One object for both: a delivery need not ask whose message it is.
+            return folded, folded
+        return folded, _fold([sub for sub in found if not sub.options.no_local])
+
+    def batch_credit(self) -> int:
+        """The most a queue's batch may hand over (core/dispatch.py `credit_of`, asked after
+        `can_accept`): the free in-flight window, so a batch never overfills it."""
+        handler = self.handler
+        if handler is None:
+            return 1  # store recovery takes in-flight messages back one at a time
+        return handler.window - len(self.inflight)
+
+    def deliver_many(self, deliveries: list[Delivery]) -> None:
+        """A batch from a queue's backlog (the refill after a read of PUBACKs), in order: the
+        queue asked `can_accept` once for all of them, and `batch_credit` bounded them."""
+        deliver = self.deliver
+        done = 0
+        try:
+            for delivery in deliveries:
+                deliver(delivery)
+                done += 1
+        except BaseException:
+            # An internal error mid-batch: what the batch did not reach goes back to its queue
+            # (requeued, so marked redelivered) instead of staying taken; the error propagates.
+            rest = [d for d in deliveries[done + 1 :] if not d.settled]
+            if rest:
+                rest[0].queue.requeue(rest)
+            raise
 
     def deliver(self, delivery: Delivery) -> None:
         handler = self.handler
@@ -144,13 +177,13 @@ class SessionDelivery:
             if core is None or delivery.queue is not core.queue:
                 shared = self._shared_subscription(delivery)
             if shared is None:  # the session queue
-                own = annotations.get(A_CLIENT) == self.client_id
                 cache = self._match_cache
                 cached = None if cache is None else cache.get(topic)
                 if cached is None:
-                    match = self._match(topic, own)
-                else:
-                    match = cached[1] if own else cached[0]
+                    cached = self._matches(topic)
+                match = cached[0]
+                if match is not cached[1] and annotations.get(A_CLIENT) == self.client_id:
+                    match = cached[1]  # the client's own message: No Local applies
                 if match is None:
                     # Bound through a key that MQTT matching rejects ($-topics under a leading
                     # wildcard), or only No Local subscriptions matched the client's own message.
@@ -219,7 +252,17 @@ class SessionDelivery:
             # [MQTT-3.1.2-25].
             self._drop(delivery)
             return
-        inflight[packet_id] = Outbound(packet_id, view.topic, body, qos, retain, props, delivery)
+        # Outbound(packet_id, view.topic, body, qos, retain, props, delivery) without the
+        # constructor call: one per QoS 1/2 delivery.
+        out: Outbound = _new_outbound(Outbound)
+        out.packet_id = packet_id
+        out.topic = view.topic
+        out.payload = body
+        out.qos = qos
+        out.retain = retain
+        out.properties = props
+        out.delivery = delivery
+        inflight[packet_id] = out
         if self.expiry_interval > 0 and message.persistent and delivery.queue.durable:
             # The store keeps the id with the message, for a resend after a restart.
             store = hub.session_store
@@ -248,10 +291,13 @@ class SessionDelivery:
             return False  # an AMQP routing key that makes no topic name: deliver() drops it
         if hub.rabbitmq_topics and message.exchange == hub.settings.exchange:
             topic = hub.translator.routing_key_to_topic(message.routing_key)
-        own = annotations.get(A_CLIENT) == self.client_id
         cache = self._match_cache
         cached = None if cache is None else cache.get(topic)
-        match = self._match(topic, own) if cached is None else cached[1] if own else cached[0]
+        if cached is None:
+            cached = self._matches(topic)
+        match = cached[0]
+        if match is not cached[1] and annotations.get(A_CLIENT) == self.client_id:
+            match = cached[1]  # the client's own message: No Local applies
         if match is None:
             self.dropped_deliveries += 1  # No Local, or a $-topic under a leading wildcard
             return True

@@ -54,7 +54,7 @@ from gateway.mqtt.packets import (
     Will,
 )
 from gateway.mqtt.session import Session
-from gateway.mqtt.session_acks import Held, HeldAcks, written, written_since
+from gateway.mqtt.session_acks import Held, HeldAcks
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
 from gateway.mqtt.session_publish import on_plain_publish, on_publish, on_pubrec, on_pubrel
 from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
@@ -295,25 +295,28 @@ class ClientHandler:
     def _on_connect(self, connect: Connect) -> None:
         hub = self.hub
         settings = hub.settings
-        self.protocol_level = connect.protocol_level
-        v5 = connect.protocol_level == MQTT_5
-        if connect.properties.authentication_method is not None:
+        level = self.protocol_level = connect.protocol_level
+        v5 = level == MQTT_5
+        properties = connect.properties
+        # (EMPTY_PROPERTIES, the commonest, names no method: one identity test.)
+        if properties is not EMPTY_PROPERTIES and properties.authentication_method is not None:
             self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
             return
         if hub.connections >= settings.max_connections:
             self._refuse(ReasonCode.SERVER_BUSY if v5 else ReasonCode.SERVER_UNAVAILABLE)
             return
-        if connect.username is None:
-            name, password = "guest", "guest"  # anonymous MQTT is guest, loopback only
-        else:
-            name = connect.username
-            try:
-                password = (connect.password or b"").decode("utf-8")
-            except UnicodeDecodeError:
-                password = "\x00" + hashlib.sha256(connect.password or b"").hexdigest()
+        users = hub.users
         try:
-            user = hub.users.authenticate(name, password, self.peer_host, mechanism="MQTT")
-            hub.users.check_vhost(user, settings.vhost)
+            name = connect.username
+            if name is None:
+                name, password = "guest", "guest"  # anonymous MQTT is guest, loopback only
+            else:
+                try:
+                    password = (connect.password or b"").decode("utf-8")
+                except UnicodeDecodeError:
+                    password = "\x00" + hashlib.sha256(connect.password or b"").hexdigest()
+            user = users.authenticate(name, password, self.peer_host, mechanism="MQTT")
+            users.check_vhost(user, settings.vhost)
             self.peer_host = ""  # needed for this check only: not kept by an idle connection
         except AuthenticationFailed as exc:
             # As RabbitMQ: right credentials from the wrong place are "not authorized" (3.1.1
@@ -331,7 +334,7 @@ class ClientHandler:
         client_id = connect.client_id
         assigned: str | None = None
         if not client_id:
-            if (not connect.clean_start and not v5) or connect.protocol_level == MQTT_3_1:
+            if (not connect.clean_start and not v5) or level == MQTT_3_1:
                 self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
             client_id = assigned = hub.assign_client_id()
@@ -342,42 +345,36 @@ class ClientHandler:
             self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
-        requested_expiry = connect.properties.session_expiry_interval if v5 else None
+        max_expiry = settings.max_session_expiry
         if v5:
-            expiry = requested_expiry or 0
+            expiry = properties.session_expiry_interval or 0
         else:
-            expiry = 0 if connect.clean_start else settings.max_session_expiry
-        capped = min(expiry, settings.max_session_expiry)
+            expiry = 0 if connect.clean_start else max_expiry
+        capped = expiry if expiry < max_expiry else max_expiry
 
-        before = written(hub.broker)
-        old = hub.sessions.get(client_id)
-        if old is not None and old.handler is not None:
-            old.handler.taken_over()
-        delayed_will = hub.take_pending_will(client_id)
-        if delayed_will is not None and connect.clean_start:
-            # Clean Start ends the old session, and a will waiting for that goes now (as
-            # Mosquitto does); a resumed session cancels it.
-            hub.publish_will(client_id, delayed_will)
-        old = hub.sessions.get(client_id)
-        session_present = False
-        if old is not None and connect.clean_start:
-            hub.discard_session(old)
-            old = None
-        if old is None:
-            session = Session(hub, client_id, expiry_interval=capped)
-            hub.sessions[client_id] = session
+        # session_acks.written / written_since, inlined: records the store was handed meanwhile.
+        barrier = hub.broker.commit_barrier
+        before = 0 if barrier is None else barrier.written
+        if client_id in hub.sessions or hub.delayed_wills:
+            session, session_present = self._take_session(client_id, connect.clean_start, capped)
+            self.session = session
+            session.attach(self)
+            hub.session_attached(session)
         else:
-            session = old
-            session.expiry_interval = capped
-            session_present = True
-        self.session = session
-        session.attach(self)
-        hub.session_attached(session)
+            # The commonest case: nothing to take over, resume or end for this client id. A
+            # new session is attached from birth; a clean one has nothing to tell the store.
+            self.session = session = Session(hub, client_id, expiry_interval=capped, handler=self)
+            hub.sessions[client_id] = session
+            session_present = False
+            if capped:
+                hub.session_attached(session)
         hub.connections += 1
         self._counted = True
         self.will = connect.will
-        self.window = min(settings.max_inflight, self.conn.client_receive_maximum)
-        self._alias_limit = self.conn.client_topic_alias_maximum
+        conn = self.conn
+        window = conn.client_receive_maximum
+        self.window = settings.max_inflight if settings.max_inflight < window else window
+        self._alias_limit = conn.client_topic_alias_maximum
 
         props = EMPTY_PROPERTIES
         if v5:
@@ -394,10 +391,10 @@ class ClientHandler:
                     else None
                 ),
             )
-        wait_for = written_since(hub.broker, before)
+        wait_for = 0 if barrier is None or barrier.written == before else barrier.written
         if not wait_for:
             # No output_ready here: handle_events, the only caller, tells once per read.
-            self.conn.send_connack(session_present, props)
+            conn.send_connack(session_present, props)
             if session_present:
                 self._resend_inflight(session)
                 session.resume()
@@ -415,6 +412,29 @@ class ClientHandler:
             self.set_writable(self._socket_writable)
 
         self.ack(connack_committed, wait_for)
+
+    def _take_session(self, client_id: str, clean_start: bool, expiry: int
+                      ) -> tuple[Session, bool]:  # fmt: skip
+        """The session for a client id that has one, or a delayed will: take it over [MQTT-3.1.4-3],
+        end it (Clean Start) or resume it. Returns it and Session Present."""
+        hub = self.hub
+        old = hub.sessions.get(client_id)
+        if old is not None and old.handler is not None:
+            old.handler.taken_over()
+        delayed_will = hub.take_pending_will(client_id)
+        if delayed_will is not None and clean_start:
+            # Clean Start ends the old session, and a will waiting for that goes now (as
+            # Mosquitto does); a resumed session cancels it.
+            hub.publish_will(client_id, delayed_will)
+        old = hub.sessions.get(client_id)
+        if old is not None and clean_start:
+            hub.discard_session(old)
+            old = None
+        if old is None:
+            session = hub.sessions[client_id] = Session(hub, client_id, expiry_interval=expiry)
+            return session, False
+        old.expiry_interval = expiry
+        return old, True
 
     def _resend_inflight(self, session: Session) -> None:
         for out in list(session.inflight.values()):

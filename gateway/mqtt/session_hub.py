@@ -165,7 +165,8 @@ class MqttHub(HubRetained):
         # (deadline, seq, kind, key): kind "will" or "expiry"; stale entries are skipped.
         self._timers: list[tuple[float, int, str, str]] = []
         self._timer_seq = itertools.count()
-        self._wills: dict[str, PendingWill] = {}
+        # Wills waiting out their Will Delay, by client id (read-only outside the hub).
+        self.delayed_wills: dict[str, PendingWill] = {}
         self._will_generation = itertools.count(1)
         self.stats = {
             "published": 0,
@@ -359,18 +360,18 @@ class MqttHub(HubRetained):
 
     def restore_will(self, client_id: str, will: Will, due: float) -> None:
         """Hold ``will`` for ``client_id`` until ``due`` (also a will recovered from the store)."""
-        self._wills[client_id] = PendingWill(client_id, will, next(self._will_generation))
+        self.delayed_wills[client_id] = PendingWill(client_id, will, next(self._will_generation))
         self._schedule(due, "will", client_id)
 
     def _pop_will(self, client_id: str) -> PendingWill | None:
-        pending = self._wills.pop(client_id, None)
+        pending = self.delayed_wills.pop(client_id, None)
         if pending is not None and self.will_store is not None:
             self.will_store.discarded(client_id)
         return pending
 
     def pending_will(self, client_id: str) -> Will | None:
         """The will waiting out its Will Delay for this client id, if any."""
-        pending = self._wills.get(client_id)
+        pending = self.delayed_wills.get(client_id)
         return None if pending is None else pending.will
 
     def take_pending_will(self, client_id: str) -> Will | None:

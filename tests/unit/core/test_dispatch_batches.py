@@ -102,6 +102,46 @@ def test_can_accept_is_asked_once_per_batch_and_a_paused_consumer_gets_nothing()
     assert consumer.asked - asked == 1
 
 
+class WindowedRecorder(BatchRecorder):
+    """A consumer with a window of its own (as an MQTT session's in-flight window)."""
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.credit_asked = 0
+
+    def batch_credit(self) -> int:
+        self.credit_asked += 1
+        return self.window
+
+
+def test_a_consumers_own_window_bounds_a_batch_and_a_closed_one_blocks_the_queue() -> None:
+    _, vhost, _ = make_broker()
+    vhost.declare_queue("q")
+    consumer = WindowedRecorder(3)
+    consumer.accepting = False
+    vhost.consume("q", consumer, tag="c", no_ack=False, prefetch=0)
+    for i in range(8):
+        publish(vhost, "", "q", f"m{i}")
+    queue = vhost.queue("q")
+    consumer.accepting = True
+    queue.subscriptions()[0].resume()
+    # No prefetch: without the window the whole backlog would be one batch.
+    assert consumer.batches == [[b"m0", b"m1", b"m2"], [b"m3", b"m4", b"m5"], [b"m6", b"m7"]]
+    assert queue.unacked_count == 8
+    consumer.accepting = False
+    publish(vhost, "", "q", "m8")  # into the backlog
+    consumer.accepting = True
+    consumer.window = -2  # over-full (a smaller window after a reconnect): nothing, no error
+    queue.dispatch()
+    assert queue.message_count == 1
+    assert queue._blocked
+    consumer.accepting = False
+    asked = consumer.credit_asked
+    queue.dispatch()
+    assert consumer.credit_asked == asked  # asked only after can_accept says yes
+
+
 def test_a_no_ack_batch_is_settled_and_bounded() -> None:
     broker, vhost, _ = make_broker()
     vhost.declare_queue("q")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from gateway.core import users as users_module
@@ -154,3 +156,52 @@ def test_configured_guest_replaces_default() -> None:
     db = UserDatabase([User("guest", hash_password("other", **FAST))])
     assert db.authenticate("guest", "other", "10.0.0.9").name == "guest"
     assert [u.name for u in db.users()] == ["guest"]
+
+
+def test_the_default_guest_login_is_not_even_hashed_once_verified(
+    db: UserDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[str] = []
+    hashed: list[bytes] = []
+    real_verify, real_sha256 = users_module.verify_password, hashlib.sha256
+
+    def counting_verify(password: str, encoded: str) -> bool:
+        verified.append(password)
+        return real_verify(password, encoded)
+
+    def counting_sha256(data: bytes) -> object:
+        hashed.append(data)
+        return real_sha256(data)
+
+    monkeypatch.setattr(users_module, "verify_password", counting_verify)
+    monkeypatch.setattr(hashlib, "sha256", counting_sha256)
+    for _ in range(5):
+        assert db.authenticate("guest", "guest", "127.0.0.1").name == "guest"
+    assert verified == ["guest"]
+    assert hashed == [b"guest"]  # the first login's cache key only
+    # The loopback rule and wrong passwords are still checked every time.
+    with pytest.raises(AuthenticationFailed) as refused:
+        db.authenticate("guest", "guest", "10.0.0.1")
+    assert "localhost" in refused.value.reason
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed) as refused:
+            db.authenticate("guest", "Guest", "127.0.0.1")
+        assert "invalid credentials" in refused.value.reason
+    assert verified == ["guest", "Guest", "Guest"]
+
+
+def test_a_configured_guest_with_another_password_never_takes_the_default_pair() -> None:
+    db = UserDatabase([User("guest", hash_password("other", **FAST))])
+    with pytest.raises(AuthenticationFailed):
+        db.authenticate("guest", "guest", "10.0.0.9")
+    assert db.authenticate("guest", "other", "10.0.0.9").name == "guest"
+    with pytest.raises(AuthenticationFailed):
+        db.authenticate("guest", "guest", "10.0.0.9")
+
+
+def test_the_default_pair_verified_for_one_database_means_nothing_to_another() -> None:
+    first = UserDatabase([], guest_password_hash=hash_password("guest", **FAST))
+    assert first.authenticate("guest", "guest", "::1").name == "guest"
+    other = UserDatabase([User("guest", hash_password("changed", **FAST))])
+    with pytest.raises(AuthenticationFailed):
+        other.authenticate("guest", "guest", "::1")

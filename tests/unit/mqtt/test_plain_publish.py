@@ -191,6 +191,71 @@ def test_feed_plain_refuses_what_feed_refuses(data: st.DataObject) -> None:
     assert outcomes[0] == outcomes[1]
 
 
+def same_shape_run(version: int) -> st.SearchStrategy[list[Publish]]:
+    """Publishes to one of two topics with one payload size: the decoder's repeated-head path
+    (anything else in the run is there to break it: DUP, RETAIN, properties)."""
+    one = st.builds(
+        Publish,
+        st.sampled_from(["plain/run/a", "plain/run/b"]),
+        st.sampled_from([b"12345678", b"abcdefgh", b"1234567"]),
+        st.sampled_from([0, 1, 1, 1, 2]),
+        st.sampled_from([False, False, False, True]),
+        st.just(False),
+        st.integers(1, 3),
+        st.sampled_from(
+            [EMPTY_PROPERTIES] * 4
+            + ([Properties(content_type="x")] if version == MQTT_5 else [])
+        ),
+    ).map(lambda p: p if p.qos else Publish(p.topic, p.payload, 0, p.retain, False, None,
+                                            p.properties))  # fmt: skip
+    return st.lists(one, min_size=1, max_size=12)
+
+
+@STREAMS
+@given(st.data())
+def test_a_run_of_same_shape_publishes_means_what_feed_means(data: st.DataObject) -> None:
+    version = data.draw(st.sampled_from(VERSIONS))
+    packets = data.draw(same_shape_run(version))
+    wire = bytearray(b"".join(encode(p, version) for p in packets))
+    if data.draw(st.booleans()):
+        # A damaged byte (a packet id of 0, a changed length...): both decoders must agree.
+        at = data.draw(st.integers(0, len(wire) - 1))
+        wire[at] = data.draw(st.integers(0, 255))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=2)))
+    outcomes: list[tuple[object, ...]] = []
+    for feed in (PacketDecoder.feed, PacketDecoder.feed_plain):
+        decoder = PacketDecoder(protocol_level=version)
+        items: list[object] = []
+        start = 0
+        try:
+            for cut in [*cuts, len(wire)]:
+                items += [as_packet(i) for i in feed(decoder, bytes(wire[start:cut]))]
+                start = cut
+        except MqttError as exc:
+            outcomes.append(("raised", items, exc.reason_code))
+            continue
+        outcomes.append(("decoded", items, decoder.error and decoder.error.reason_code))
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_repeated_head_with_packet_id_zero_is_refused(version: int) -> None:
+    topic = f"plain/t7/{version}"
+    decoder = PacketDecoder(protocol_level=version)
+    decoder.feed_plain(encode(plain(topic, b"x", 1), version))  # the topic is cached now
+    good = encode(plain(topic, b"x", 2), version)
+    bad = bytearray(good)
+    at = 4 + len(topic)
+    bad[at : at + 2] = b"\x00\x00"
+    assert decoder.feed_plain(good + good) == [(topic, b"x", 2), (topic, b"x", 2)]
+    decoder = PacketDecoder(protocol_level=version)
+    got = decoder.feed_plain(good + bytes(bad) + good)
+    assert got == [(topic, b"x", 2)]  # the good one, the error kept for the next feed
+    assert isinstance(decoder.error, ProtocolError)
+    with pytest.raises(ProtocolError):
+        decoder.feed_plain(good)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_connection_yields_the_same_events_with_plain_publish_on(version: int) -> None:
     # CONNECT and plain packets in one read: before CONNACK a plain item becomes its packet
@@ -256,3 +321,23 @@ def test_send_puback_writes_what_send_writes(version: int) -> None:
         assert fast.send_puback(300, code)
         assert full.send(PubAck(300, code))
         assert fast.data_to_send() == full.data_to_send()
+
+
+@STREAMS
+@given(st.data())
+def test_a_protocol_violation_is_only_ever_the_last_event_of_a_read(data: st.DataObject) -> None:
+    # The listener logs a violation by looking at the last event of a read only.
+    version = data.draw(st.sampled_from(VERSIONS))
+    packets = data.draw(st.lists(plain_or_not(version), min_size=1, max_size=6))
+    wire = bytearray(b"".join(encode(p, version) for p in packets + packets))
+    for _ in range(data.draw(st.integers(0, 2))):
+        at = data.draw(st.integers(0, len(wire) - 1))
+        wire[at] = data.draw(st.integers(0, 255))
+    conn = connected(version)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=2)))
+    start = 0
+    for cut in [*cuts, len(wire)]:
+        events = conn.receive_data(bytes(wire[start:cut]), 1.0)
+        start = cut
+        violations = [i for i, e in enumerate(events) if isinstance(e, ProtocolViolation)]
+        assert violations in ([], [len(events) - 1])

@@ -173,6 +173,27 @@ def test_MQTT_3_8_3_3_no_local_with_an_overlapping_subscription() -> None:
     assert theirs.qos == 1  # min(1, max(2, 0))
 
 
+def test_own_messages_are_delivered_until_a_no_local_subscription_covers_them() -> None:
+    world = World()
+    client = connected(world, "echo")
+    client.subscribe("echo/#", 1, packet_id=1)
+    client.publish("echo/a", b"one", 1, packet_id=5)
+    got = [p for p in client.received() if isinstance(p, Publish)]
+    assert [p.payload for p in got] == [b"one"]
+    client.send(PubAck(got[0].packet_id or 0))
+    # Without a No Local subscription, whose message it is does not matter: one cached match.
+    session = world.hub.sessions["echo"]
+    cache = session._match_cache
+    assert cache is not None
+    assert cache["echo/a"][0] is cache["echo/a"][1]
+    client.subscribe("echo/#", 1, packet_id=2, no_local=True, properties=Properties())
+    client.publish_acked("echo/a", b"two", packet_id=6)
+    assert client.received() == []
+    other = connected(world, "echo-other")
+    other.publish_acked("echo/a", b"three", packet_id=7)
+    assert [p.payload for p in client.publishes()] == [b"three"]
+
+
 def test_overlapping_subscriptions_one_copy_all_identifiers() -> None:
     world = World()
     sub = connected(world, "sub")

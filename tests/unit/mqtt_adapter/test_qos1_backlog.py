@@ -9,6 +9,7 @@ import itertools
 
 import pytest
 
+from gateway.core.consumers import Delivery
 from gateway.core.routing import ACCEPTED, REFUSED, UNROUTABLE
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
@@ -20,6 +21,7 @@ from gateway.mqtt.packets import (
     ReasonCode,
     make_publish,
 )
+from gateway.mqtt.session import Session
 
 from .harness import Client, World
 
@@ -131,3 +133,63 @@ def test_a_refused_qos1_publish_gets_quota_exceeded_in_mqtt5() -> None:
         (2, ReasonCode.QUOTA_EXCEEDED),
         (3, ReasonCode.QUOTA_EXCEEDED),
     ]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_refill_batch_mixes_qos_0_and_1_in_order_within_the_window(version: int) -> None:
+    """The backlog goes out in batches bounded by the free window (Session.batch_credit): QoS 0
+    messages in a batch take no window, the QoS 1 ones never overfill it."""
+    world = World(max_inflight=2)
+    sub = connected(world, "mix", version)
+    sub.subscribe("mix/one/#", 1)
+    sub.subscribe("mix/zero/#", 0, packet_id=2)
+    sub.received()
+    pub = connected(world, "mixpub", version)
+    one, zero = new_topic("mix/one"), new_topic("mix/zero")
+    order = [(one, b"a"), (one, b"b"), (zero, b"x"), (one, b"c"), (zero, b"y"), (zero, b"z"),
+             (one, b"d"), (one, b"e")]  # fmt: skip
+    for n, (topic, payload) in enumerate(order):
+        pub.publish(topic, payload, 1, packet_id=n + 1)
+    first = sub.publishes()
+    assert [(p.payload, p.qos) for p in first] == [(b"a", 1), (b"b", 1)]
+    ack_all(sub, first)
+    second = sub.publishes()
+    assert [(p.payload, p.qos) for p in second] == [
+        (b"x", 0), (b"c", 1), (b"y", 0), (b"z", 0), (b"d", 1)
+    ]  # fmt: skip
+    session = world.hub.sessions["mix"]
+    assert len(session.inflight) == 2
+    ack_all(sub, [p for p in second if p.qos])
+    assert [(p.payload, p.qos) for p in sub.publishes()] == [(b"e", 1)]
+
+
+def test_a_delivery_that_fails_mid_batch_leaves_the_rest_of_the_batch_in_the_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world = World(max_inflight=3)
+    sub = connected(world, "fragile", MQTT_3_1_1)
+    sub.subscribe("frag/#", 1)
+    pub = connected(world, "fragpub", MQTT_3_1_1)
+    topic = new_topic("frag")
+    for n in range(6):
+        pub.publish(topic, b"m%d" % n, 1, packet_id=n + 1)
+    first = sub.publishes()
+    assert [p.payload for p in first] == [b"m0", b"m1", b"m2"]
+    session = world.hub.sessions["fragile"]
+    queue = world.hub.vhost.queue(session.queue_name)
+    deliver = Session.deliver
+    calls: list[bytes] = []
+
+    def failing(self: Session, delivery: Delivery) -> None:
+        calls.append(delivery.message.body)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        deliver(self, delivery)
+
+    monkeypatch.setattr(Session, "deliver", failing)
+    with pytest.raises(RuntimeError):
+        ack_all(sub, first)  # the refill is one batch of three
+    assert calls == [b"m3", b"m4"]
+    # m3 went out, m4 failed (taken, as a failing single delivery is), m5 is back in the queue.
+    assert [e.message.body for e in queue.ready_entries()] == [b"m5"]
+    assert [o.payload for o in session.inflight.values()] == [b"m3"]

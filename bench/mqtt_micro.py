@@ -1,0 +1,201 @@
+"""In-process micro-benchmarks of the MQTT per-message paths (no sockets, no event loop).
+
+Real hub, sessions, handlers and `MqttConnection` machines, fed bytes as the listener feeds
+them (one `receive_data` + `handle_events` per read) and drained with `data_to_send`; the
+generators' own work (building PUBACKs, reading packet ids) is not timed. Registered as cases
+of bench/core_micro.py:
+
+  mqtt_s2   bench S2: 2 publishers, 100 QoS 1 PUBLISHes (64 bytes, topics bench/0, bench/1)
+            per read each -> 1 QoS 1 subscriber on bench/# (window 100) that answers every
+            PUBLISH it got with one read of PUBACKs; the queue keeps a backlog of 1,000 (as
+            in the real S2, every delivery is a refill); ns per message, PUBACKs to the
+            publishers and the subscriber's deliveries included
+  mqtt_s1   bench S1: 2 publishers, 500 QoS 0 PUBLISHes per read each -> 1 clean-session
+            QoS 0 subscriber on bench/#
+  mqtt_s6   bench S6's shape: one QoS 0 PUBLISH per read, forwarded to the subscriber, whose
+            output is drained after each read (the per-message and per-read cost together)
+"""
+
+from __future__ import annotations
+
+import gc
+import struct
+import time
+
+from gateway.core.broker import Broker
+from gateway.core.users import UserDatabase, hash_password
+from gateway.mqtt.codec import encode
+from gateway.mqtt.connection import MqttConnection
+from gateway.mqtt.packets import (
+    MQTT_3_1_1,
+    Connect,
+    Subscribe,
+    SubscriptionOptions,
+)
+from gateway.mqtt.session_handler import ClientHandler
+from gateway.mqtt.session_hub import MqttHub, MqttSettings
+
+_PAYLOAD = bytes(64)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Owner:
+    """The listener's side of a handler, reduced to nothing: output is drained by the case."""
+
+    can_pause_reading = True
+
+    def output_ready(self) -> None:
+        pass
+
+    def close_transport(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        raise AssertionError("flow control held a publisher: the case is mis-sized")
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class _Client:
+    def __init__(self, hub: MqttHub, clock: _Clock, client_id: str) -> None:
+        self.conn = MqttConnection(max_packet_size=1 << 20, connect_timeout=10.0, now=clock())
+        self.handler = ClientHandler(hub, self.conn, "127.0.0.1", _Owner())
+        self.clock = clock
+        connack = self.read(encode(Connect(client_id, MQTT_3_1_1, keep_alive=0), MQTT_3_1_1))
+        assert connack[:1] == b"\x20", "CONNACK"
+
+    def read(self, data: bytes) -> bytes:
+        """One read by the gateway; returns what it wrote back to this client."""
+        events = self.conn.receive_data(data, self.clock())
+        if events:
+            self.handler.handle_events(events)
+        return self.conn.data_to_send()
+
+
+def _world() -> tuple[MqttHub, _Clock]:
+    clock = _Clock()
+    broker = Broker(clock)
+    users = UserDatabase((), default_guest=True, guest_password_hash=hash_password("guest", n=16))
+    return MqttHub(broker, users, MqttSettings(), clock), clock
+
+
+def _subscriber(hub: MqttHub, clock: _Clock, qos: int) -> _Client:
+    sub = _Client(hub, clock, "sub")
+    subscribe = Subscribe(1, (("bench/#", SubscriptionOptions(qos=qos)),))
+    sub.read(encode(subscribe, MQTT_3_1_1))
+    return sub
+
+
+def _publishes(topic: bytes, qos: int, first_id: int, count: int) -> bytes:
+    name = struct.pack(">H", len(topic)) + topic
+    if qos == 0:
+        one = bytes([0x30, len(name) + len(_PAYLOAD)]) + name + _PAYLOAD
+        return one * count
+    head = bytes([0x32, len(name) + 2 + len(_PAYLOAD)]) + name
+    return b"".join(head + struct.pack(">H", first_id + i) + _PAYLOAD for i in range(count))
+
+
+def run_s2(count: int) -> float:
+    hub, clock = _world()
+    sub = _subscriber(hub, clock, 1)
+    pubs = [_Client(hub, clock, f"pub{i}") for i in range(2)]
+    # Packet ids 1..100 and 101..200 alternate, as a window of 100 in flight reuses them.
+    reads = [
+        [_publishes(f"bench/{i}".encode(), 1, 1 + half * 100, 100) for half in range(2)]
+        for i in range(2)
+    ]
+    packet = 2 + 2 + len("bench/0") + 2 + len(_PAYLOAD)  # one PUBLISH to the subscriber
+    id_at = 2 + 2 + len("bench/0")
+
+    def answer(pending: bytes) -> bytes:
+        # The subscriber answers everything it got with one read of PUBACKs.
+        assert len(pending) % packet == 0, "only PUBLISHes of one size"
+        return b"".join(
+            b"\x40\x02" + pending[j : j + 2] for j in range(id_at, len(pending), packet)
+        )
+
+    # As in the real S2 the publishers run ahead of the subscriber's window: a backlog of
+    # 1,000 messages, so every delivery comes from the queue's backlog.
+    for n in range(5):
+        for i, pub in enumerate(pubs):
+            pub.read(reads[i][n & 1])
+    pending = sub.conn.data_to_send()
+    rounds = max(1, count // 200)
+    gc.collect()
+    gc.disable()
+    elapsed = 0.0
+    acked = delivered = 0
+    perf = time.perf_counter
+    try:
+        for n in range(rounds):
+            t0 = perf()
+            for i, pub in enumerate(pubs):
+                acked += len(pub.read(reads[i][(n + 1) & 1])) // 4
+            elapsed += perf() - t0
+            for _ in range(2):
+                acks = answer(pending)
+                delivered += len(acks) // 4
+                t0 = perf()
+                pending = sub.read(acks)
+                elapsed += perf() - t0
+    finally:
+        gc.enable()
+    total = rounds * 200
+    assert acked == total, (acked, total)
+    assert delivered == total, (delivered, total)
+    return elapsed * 1e9 / total
+
+
+def run_s1(count: int) -> float:
+    hub, clock = _world()
+    sub = _subscriber(hub, clock, 0)
+    pubs = [_Client(hub, clock, f"pub{i}") for i in range(2)]
+    reads = [_publishes(f"bench/{i}".encode(), 0, 0, 500) for i in range(2)]
+    rounds = max(1, count // 1000)
+    size = 2 + 2 + len("bench/0") + len(_PAYLOAD)
+    gc.collect()
+    gc.disable()
+    got = 0
+    perf = time.perf_counter
+    t0 = perf()
+    try:
+        for _ in range(rounds):
+            for i, pub in enumerate(pubs):
+                pub.read(reads[i])
+            got += len(sub.conn.data_to_send())
+    finally:
+        gc.enable()
+    elapsed = perf() - t0
+    total = rounds * 1000
+    assert got == total * size, (got, total * size)
+    return elapsed * 1e9 / total
+
+
+def run_s6(count: int) -> float:
+    hub, clock = _world()
+    sub = _subscriber(hub, clock, 0)
+    pub = _Client(hub, clock, "pub")
+    one = _publishes(b"bench/0", 0, 0, 1)
+    count = max(1, count // 10)
+    gc.collect()
+    gc.disable()
+    got = 0
+    perf = time.perf_counter
+    t0 = perf()
+    try:
+        for _ in range(count):
+            pub.read(one)
+            got += len(sub.conn.data_to_send())
+    finally:
+        gc.enable()
+    elapsed = perf() - t0
+    assert got == count * len(one), (got, count)
+    return elapsed * 1e9 / count

@@ -145,8 +145,14 @@ class MqttProtocol(MachineProtocol):
             self.handler.set_writable(writable)
 
     def _lost(self) -> None:
-        if self.handler is not None:
-            self.handler.connection_lost()
+        handler = self.handler
+        if handler is not None:
+            handler.connection_lost()
+            # The handler holds this protocol as its owner: without this reference cycle a
+            # dropped connection is freed by reference counting at once, not by the cyclic
+            # collector, which `GC_THRESHOLDS` makes rare (S7: ~0.9 KiB of RSS per connection
+            # stayed behind after each round of 5,000 connects and disconnects).
+            self.handler = None
 
     # -- lingering close -------------------------------------------------------------------
 

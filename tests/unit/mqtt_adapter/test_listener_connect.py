@@ -5,12 +5,16 @@ anything else, the generic one, and the registry's "empty" flag kept without a c
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
+import weakref
 from typing import Any, cast
 
 from gateway.mqtt.codec import PacketDecoder, encode
 from gateway.mqtt.listener import MqttProtocol
 from gateway.mqtt.packets import MQTT_3_1_1, MQTT_5, ConnAck, Connect, PingReq, ReasonCode, Will
+from gateway.mqtt.session import Session
+from gateway.mqtt.session_handler import ClientHandler
 from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm, TimerWheel
 from tests.unit.shell.test_net_scheduling import FakeLoop
 
@@ -111,3 +115,27 @@ def test_the_registry_is_empty_exactly_while_no_connection_is_live() -> None:
     assert not registry._empty.is_set()
     third.connection_lost(None)
     assert registry._empty.is_set()
+
+
+def test_a_dropped_connection_is_freed_without_the_cyclic_collector() -> None:
+    listener = Listener()
+    protocol, transport = listener.accept()
+    protocol.data_received(encode(Connect("gone", MQTT_3_1_1, keep_alive=60), MQTT_3_1_1))
+    assert protocol.handler is not None
+    gone = weakref.ref(protocol)
+
+    def alive() -> tuple[int, int]:
+        kinds = [type(o) for o in gc.get_objects()]
+        return kinds.count(ClientHandler), kinds.count(Session)
+
+    gc.collect()
+    gc.disable()  # what is left must go by reference counting alone
+    try:
+        handlers, sessions = alive()
+        protocol.connection_lost(None)
+        del protocol, transport
+        assert gone() is None
+        # The handler went, and the clean session that ended with it.
+        assert alive() == (handlers - 1, sessions - 1)
+    finally:
+        gc.enable()

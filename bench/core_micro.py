@@ -20,7 +20,8 @@ codecs, channels, confirms and acks included, sockets and the event loop not):
   s3direct  s3 without the head start: every message finds the queue empty and the consumer
             with credit (delivered as it is published)
 
-MQTT cases (bench/mqtt_micro.py: S2, S1 and S6 in one process): mqtt_s2, mqtt_s1, mqtt_s6.
+MQTT cases (bench/mqtt_micro.py: S2, S1, S6 and S7 in one process): mqtt_s2, mqtt_s1, mqtt_s6,
+mqtt_s7.
 
 Reports ns per published message, the best of several repeats.
 
@@ -268,6 +269,7 @@ CASES: dict[str, Callable[[int], float]] = {
     "mqtt_s2": _mqtt_case("s2"),
     "mqtt_s1": _mqtt_case("s1"),
     "mqtt_s6": _mqtt_case("s6"),
+    "mqtt_s7": _mqtt_case("s7"),
 }
 
 

@@ -14,6 +14,11 @@ of bench/core_micro.py:
             QoS 0 subscriber on bench/#
   mqtt_s6   bench S6's shape: one QoS 0 PUBLISH per read, forwarded to the subscriber, whose
             output is drained after each read (the per-message and per-read cost together)
+  mqtt_s7   bench S7's connects: ns of Python per CONNECT -> CONNACK, each client accepted and
+            connected through the listener's protocol (connection_made, then its first read)
+            with a fake transport, inside an asyncio loop that is never run
+
+`python bench/mqtt_micro.py` prints the bytes of Python heap per idle connection (tracemalloc).
 """
 
 from __future__ import annotations
@@ -199,3 +204,100 @@ def run_s6(count: int) -> float:
     elapsed = perf() - t0
     assert got == count * len(one), (got, count)
     return elapsed * 1e9 / count
+
+
+# -- S7: connects through the listener --------------------------------------------------------
+
+
+class _Transport:
+    """What the listener uses of a transport, keeping only the last write (the CONNACK)."""
+
+    def __init__(self, port: int) -> None:
+        self.peer = ("127.0.0.1", port)
+        self.last = b""
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.peer if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.last = data
+
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _connects(count: int, measure_bytes: bool) -> float:
+    """ns per CONNECT -> CONNACK (or, with `measure_bytes`, bytes of Python heap per idle
+    connection) for `count` clean-session 3.1.1 clients, each accepted and connected through
+    `MqttProtocol` (listener.py) as uvloop would: `connection_made`, then its first read."""
+    import asyncio
+    import tracemalloc
+    from typing import cast
+
+    from bench.wire import mqtt_connect_packet
+    from gateway.mqtt.listener import MqttProtocol
+    from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm
+
+    hub, _clock = _world()
+    loop = asyncio.get_running_loop()
+    registry = ConnectionRegistry()
+    flusher: FlushScheduler[MqttProtocol] = FlushScheduler(loop)
+    alarm: MemoryAlarm[MqttProtocol] = MemoryAlarm(lambda: 0, 1 << 30, loop)
+    packets = [mqtt_connect_packet(f"idle-{i}") for i in range(count + 1)]
+    transports = [_Transport(40000 + i % 20000) for i in range(count + 1)]
+    held: list[MqttProtocol] = []
+
+    def connect(i: int) -> None:
+        protocol = MqttProtocol(hub, registry, flusher, alarm)
+        protocol.connection_made(cast(asyncio.Transport, transports[i]))
+        protocol.data_received(packets[i])
+        held.append(protocol)
+
+    connect(count)  # the first guest login hashes its password once
+    assert transports[count].last == b"\x20\x02\x00\x00", "CONNACK"
+    gc.collect()
+    if measure_bytes:
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            connect(i)
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        return used / count
+    gc.disable()
+    perf = time.perf_counter
+    t0 = perf()
+    try:
+        for i in range(count):
+            connect(i)
+    finally:
+        gc.enable()
+    elapsed = perf() - t0
+    assert all(t.last == b"\x20\x02\x00\x00" for t in transports), "every client got CONNACK"
+    return elapsed * 1e9 / count
+
+
+def run_s7(count: int) -> float:
+    """bench S7's connects in process: ns of Python per CONNECT -> CONNACK (no sockets, so
+    without uvloop's accept and the kernel, which the real run adds)."""
+    import asyncio
+
+    return asyncio.run(_connects(max(1, count // 20), measure_bytes=False))
+
+
+def idle_connection_bytes(count: int = 5000) -> float:
+    """Bytes of Python heap per idle connected client (tracemalloc; the fake transport's
+    share is left out: uvloop's transport and libuv handle are C memory, about 1.26 KiB of
+    RSS per connection on their own, see bench/relay.py in bench/README.md)."""
+    import asyncio
+
+    # The fake transports are built before the measurement starts: none of them is counted.
+    return asyncio.run(_connects(count, measure_bytes=True))
+
+
+if __name__ == "__main__":
+    print(f"{idle_connection_bytes():.0f} B of Python heap per idle MQTT connection")

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Final
 
 from gateway.core.deadletter import REJECTED, dead_letter_copy, is_cycle
 from gateway.core.errors import AccessRefused, NotFound
+from gateway.core.exchanges import DirectExchange, FanoutExchange
 from gateway.core.queues import Queue
+from gateway.core.topic_trie import TopicExchange
 
 if TYPE_CHECKING:
     from gateway.core.exchanges import Destination, Exchange
@@ -171,3 +173,59 @@ def dead_letter(vh: VirtualHost, queue: Queue, message: Message, reason: str) ->
     now = vh._clock()
     for target in targets:
         target._offer(copy, now)
+
+
+# -- the MQTT QoS 0 shortcut: routes cached per (exchange, routing key) ----------------------
+#
+# A publish whose every target is a direct sink (core/sinks.py) that can forward what the
+# publisher sent never needs a ``Message``. An adapter caches ``route_targets`` under
+# ``vh.routing_version`` (bumped by every binding and exchange change, the only state a
+# key-routed exchange's answer depends on) and offers its packet with ``offer_packet``; the
+# first target that cannot take the packet gets a ``Message`` through ``offer_rest``. What a
+# queue holds (a backlog, a direct consumer, deletion) is checked live at every offer.
+#
+# A direct sink takes a packet with an optional method ``deliver_packet(queue, packet) -> bool``
+# (the packet's shape is the adapter's own; False: give this queue a ``Message``).
+
+_KEY_ROUTED: Final = (TopicExchange, DirectExchange, FanoutExchange)
+
+
+def route_targets(vh: VirtualHost, exchange: str, message: Message) -> tuple[Queue, ...] | None:
+    """The queues ``publish_outcome(exchange, message)`` offers ``message`` to, when every
+    message with its routing key reaches the same ones (None otherwise: a headers exchange,
+    exchange-to-exchange bindings, an alternate exchange taking the unroutable)."""
+    source = vh._exchanges.get(exchange)
+    if source is None or source.internal or source._e2e or type(source) not in _KEY_ROUTED:
+        return None
+    dests = source.route(message)
+    if not dests and source.alternate_exchange is not None:
+        return None
+    return tuple(dests)  # type: ignore[arg-type]  # no exchange bindings: all are queues
+
+
+def offer_packet(queues: tuple[Queue, ...], packet: object) -> int:
+    """Hand ``packet`` to each queue's direct sink in order; the index of the first queue that
+    needs a ``Message`` instead (``len(queues)`` when none does). A deleted queue is skipped as
+    ``_offer`` skips it."""
+    index = 0
+    for queue in queues:
+        if not queue.deleted:
+            direct = queue._direct
+            if direct is None or queue._ready:
+                return index
+            deliver = getattr(direct, "deliver_packet", None)
+            if deliver is None or not deliver(queue, packet):
+                return index
+        index += 1
+    return index
+
+
+def offer_rest(vh: VirtualHost, queues: tuple[Queue, ...], start: int, message: Message) -> int:
+    """``publish_outcome``'s offers from ``queues[start]`` on (the earlier ones took their
+    packet): :data:`ACCEPTED` or :data:`REFUSED`."""
+    now = vh._clock()
+    outcome = ACCEPTED
+    for queue in queues[start:]:
+        if not queue._offer(message, now) and not queue.deleted:
+            outcome = REFUSED
+    return outcome

@@ -90,6 +90,9 @@ class VirtualHost:
             self._exchanges[xname] = EXCHANGE_TYPES[xtype](xname, name, durable=True)
         self._exclusive: dict[object, dict[Queue, None]] = {}
         self._owner_subs: dict[object, dict[Subscription, None]] = {}
+        # Bumped by every binding and exchange change: routes cached outside the exchanges
+        # (core/routing.py `route_targets`) are good while it stays the same.
+        self.routing_version = 0
 
     def _rs(self, kind: str, name: str) -> str:
         return resource(kind, name, self.name)
@@ -172,6 +175,7 @@ class VirtualHost:
             arguments=args,
         )
         self._exchanges[name] = exchange
+        self.routing_version += 1
         if durable:
             for observer in self.broker.observers:
                 observer.on_exchange_declared(exchange)
@@ -346,6 +350,7 @@ class VirtualHost:
             return
         binding = Binding(self.name, source.name, dest.name, dest.is_queue, routing_key, args)
         source.add_binding(key, binding, dest)
+        self.routing_version += 1
         dest._sources[(source.name, key)] = binding
         if source.durable and dest.durable:
             for observer in self.broker.observers:
@@ -356,6 +361,7 @@ class VirtualHost:
         if removed is None:
             return  # unbinding what is not bound succeeds
         binding, dest = removed
+        self.routing_version += 1
         dest._sources.pop((source.name, key), None)
         if source.durable and dest.durable:
             for observer in self.broker.observers:
@@ -366,6 +372,7 @@ class VirtualHost:
     def _delete_exchange(self, exchange: Exchange) -> None:
         exchange.deleted = True
         del self._exchanges[exchange.name]
+        self.routing_version += 1
         for key in list(exchange.bindings):
             removed = exchange.remove_binding(key)
             if removed is None:

@@ -10,7 +10,7 @@ in-flight messages go out again with DUP and their original packet identifiers
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -229,6 +229,31 @@ class Session(SessionDelivery):
         else:
             self.resume()
         return True
+
+    def pubacks(self, events: Sequence[object]) -> int:
+        """`puback` for each packet id at the head of ``events`` (a read's events), in one
+        loop; how many there were."""
+        inflight = self.inflight
+        count = 0
+        settled = False
+        for packet_id in events:
+            if not isinstance(packet_id, int):
+                break
+            count += 1
+            out = inflight.get(packet_id)
+            if out is None or out.qos != 1:
+                continue
+            del inflight[packet_id]
+            delivery = out.delivery
+            if delivery is not None:
+                delivery.queue.ack(delivery)
+            settled = True
+        if settled:
+            if self.batching:
+                self._resume_due = True  # `resume`, once per read (`end_batch`)
+            else:
+                self.resume()
+        return count
 
     def pubrec(self, packet_id: int, failed: bool) -> bool:
         """QoS 2 step 1: the client has the message; settle it in the queue, await PUBCOMP."""

@@ -291,12 +291,36 @@ class SessionDelivery:
             return False  # an AMQP routing key that makes no topic name: deliver() drops it
         if hub.rabbitmq_topics and message.exchange == hub.settings.exchange:
             topic = hub.translator.routing_key_to_topic(message.routing_key)
+        return self._forward_qos0(handler, view, topic, message.body, annotations.get(A_CLIENT))
+
+    def deliver_packet(self, queue: Queue, packet: tuple[str, bytes, str, MqttView]) -> bool:
+        """`deliver_direct` of a plain QoS 0 PUBLISH that no ``Message`` was built for
+        (core/routing.py `offer_packet`): ``packet`` is the hub's ``(topic, payload, publisher
+        client id, view)``, the view one of `plain_views(topic)` that `hub.view_of` would give
+        its message (the hub sends packets only when no mapping rule or rabbitmq topic mode
+        could make them differ)."""
+        handler = self.handler
+        if handler is None:
+            return False
+        if not handler.writable:
+            if self.hub.settings.qos0_overflow != "drop":
+                return False
+            queue.dropped += 1
+            return True
+        topic, body, sender, view = packet
+        return self._forward_qos0(handler, view, topic, body, sender)
+
+    def _forward_qos0(
+        self, handler: ClientHandler, view: MqttView, topic: str, body: bytes, sender: object
+    ) -> bool:
+        """The QoS 0 forward of `deliver_direct` once the message is known to fit it: match,
+        No Local (``sender`` is the publisher's client id), header, append."""
         cache = self._match_cache
         cached = None if cache is None else cache.get(topic)
         if cached is None:
             cached = self._matches(topic)
         match = cached[0]
-        if match is not cached[1] and annotations.get(A_CLIENT) == self.client_id:
+        if match is not cached[1] and sender == self.client_id:
             match = cached[1]  # the client's own message: No Local applies
         if match is None:
             self.dropped_deliveries += 1  # No Local, or a $-topic under a leading wildcard
@@ -311,7 +335,6 @@ class SessionDelivery:
         else:
             props = EMPTY_PROPERTIES
         retain = view.retain and match.retain_as_published
-        body = message.body
         conn = handler.conn
         if conn.client_topic_alias_maximum or (v5 and props is not view.properties):
             # Something per subscriber (an outbound Topic Alias, Subscription Identifiers).
@@ -323,7 +346,7 @@ class SessionDelivery:
             queued = conn.send_encoded(view.qos0_header(len(body), retain, v5), body)
             sent = queued > 0
             if sent:
-                hub.stats["delivered"] += 1
+                self.hub.stats["delivered"] += 1
                 if queued <= 2 or not queued & _TELL_EVERY:
                     handler.on_output()
         if not sent:

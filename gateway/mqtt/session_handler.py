@@ -56,7 +56,13 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_acks import Held, HeldAcks
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
-from gateway.mqtt.session_publish import on_plain_publish, on_publish, on_pubrec, on_pubrel
+from gateway.mqtt.session_publish import (
+    on_plain_publish,
+    on_plain_qos1,
+    on_publish,
+    on_pubrec,
+    on_pubrel,
+)
 from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
 
 __all__ = ["ClientHandler", "shared_queue_name"]
@@ -219,25 +225,36 @@ class ClientHandler:
                     break
                 dispatch[type(event)](self, event)
         else:
-            # The commonest events go without the table: a plain PUBACK (its packet id) and a
-            # plain QoS 0 PUBLISH (topic, payload), which needs no answer.
+            # The commonest events go without the table: a plain PUBACK (its packet id), a
+            # plain QoS 0 PUBLISH (topic, payload), which needs no answer, and a plain QoS 1
+            # PUBLISH (topic, payload, packet id). A read that starts with PUBACKs (a QoS 1
+            # subscriber's read is nothing else) settles them in one call.
             session.batching = True
             puback = session.puback
             hub = self.hub
             route_plain = hub.route_plain
             client_id = self.client_id
             try:
+                if events and isinstance(events[0], int) and not self.closed:
+                    settled = session.pubacks(events)
+                    if settled < len(events):
+                        events = events[settled:]
+                    else:
+                        events = []
                 for event in events:
                     if self.closed:
                         break
-                    if isinstance(event, int):
+                    if isinstance(event, tuple):
+                        if len(event) == 2:
+                            try:
+                                route_plain(event[0], event[1], client_id, 0)
+                            except (PublishRefused, CoreError):
+                                # Dropped silently, as publish_refused does for QoS 0.
+                                hub.stats["refused"] += 1
+                        else:
+                            on_plain_qos1(self, event[0], event[1], event[2])
+                    elif isinstance(event, int):
                         puback(event)
-                    elif isinstance(event, tuple) and len(event) == 2:
-                        try:
-                            route_plain(event[0], event[1], client_id, 0)
-                        except (PublishRefused, CoreError):
-                            # Dropped silently, as publish_refused does for QoS 0.
-                            hub.stats["refused"] += 1
                     else:
                         dispatch[type(event)](self, event)
             finally:

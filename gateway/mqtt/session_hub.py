@@ -30,7 +30,7 @@ from gateway.bridge.topics import RoutingKeyTooLong, TopicTranslator
 from gateway.core.broker import Broker
 from gateway.core.errors import CoreError
 from gateway.core.message import Message
-from gateway.core.routing import ACCEPTED, UNROUTABLE
+from gateway.core.routing import ACCEPTED, UNROUTABLE, offer_packet, offer_rest, route_targets
 from gateway.core.users import UserDatabase
 from gateway.core.vhost import VirtualHost
 from gateway.mqtt.packets import (
@@ -115,6 +115,20 @@ class PendingWill:
     generation: int
 
 
+class _PlainRoute:
+    """Where PUBLISHes to one topic on the default path go; for QoS 0, also the queues its
+    routing key reached at ``version`` (the vhost's ``routing_version``), -1 for none yet."""
+
+    __slots__ = ("exchange", "routing_key", "targets", "version", "views")
+
+    def __init__(self, exchange: str, routing_key: str, views: tuple[MqttView, ...]) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.views = views
+        self.version = -1
+        self.targets: tuple[Queue, ...] = ()
+
+
 def _not_qos0(message: Message) -> bool:
     return message_qos(message) > 0
 
@@ -146,7 +160,11 @@ class MqttHub(HubRetained):
             self.view_of = view_function(self.translator)
         # topic -> (exchange, routing key, plain views) of topics on the default path (no
         # rule policy, not $SYS): one look-up per PUBLISH. topic_map never changes.
-        self._plain_routes: dict[str, tuple[str, str, tuple[MqttView, ...]]] = {}
+        self._plain_routes: dict[str, _PlainRoute] = {}
+        # QoS 0 plain publishes may skip the Message (`route_plain`) when `view_of` gives a
+        # message the plain view it was built with, and the topic a subscriber matches is
+        # that view's (no rule maps it back, no rabbitmq-mode key reading).
+        self._qos0_packets = not self.topic_map.has_rules and not self.rabbitmq_topics
         # Set by the composition root: delivers to an AMQP direct reply-to consumer
         # (`amq.rabbitmq.reply-to.<token>`), which is a channel, not a queue.
         self.direct_reply: Callable[[str, Message], bool] | None = None
@@ -418,12 +436,12 @@ class MqttHub(HubRetained):
             # Only the default path is cached: a topic found here passed the checks above.
             if len(self._plain_routes) >= _PLAIN_ROUTES_MAX:
                 self._plain_routes.clear()
-            plain = self._plain_routes[topic] = (
-                route.exchange,
-                route.routing_key,
-                plain_views(topic, self.translator),
+            plain = self._plain_routes[topic] = _PlainRoute(
+                route.exchange, route.routing_key, plain_views(topic, self.translator)
             )
-        exchange, routing_key, views = plain
+        exchange = plain.exchange
+        routing_key = plain.routing_key
+        views = plain.views
         if publish.properties is EMPTY_PROPERTIES:
             message = message_from_plain_publish(
                 exchange, routing_key, topic, publish.payload, publish.qos, publish.retain,
@@ -443,20 +461,45 @@ class MqttHub(HubRetained):
         return outcome
 
     def route_plain(self, topic: str, payload: bytes, client_id: str, qos: int) -> int:
-        """`route_publish` of a PUBLISH without DUP, RETAIN or properties."""
+        """`route_publish` of a PUBLISH without DUP, RETAIN or properties. QoS 0 to queues
+        whose direct sinks forward the publisher's bytes (clean-session QoS 0 subscribers)
+        builds no ``Message``: the queues come from the route cached for the topic while the
+        vhost's routing is unchanged, the first one that needs a ``Message`` gets one."""
         plain = self._plain_routes.get(topic)
         if plain is None:  # not seen yet, or not on the default path: the full way
             # (Routing never reads the packet id.)
             publish = make_publish(topic, payload, qos, False, False, None, EMPTY_PROPERTIES)
             return self.route_publish(publish, client_id)
-        exchange, routing_key, views = plain
+        vhost = self.vhost
+        if not qos and plain.version == vhost.routing_version:
+            self.stats["published"] += 1
+            targets = plain.targets
+            if not targets:
+                self.stats["unroutable"] += 1
+                return UNROUTABLE
+            start = offer_packet(targets, (topic, payload, client_id, plain.views[0]))
+            if start == len(targets):
+                return ACCEPTED
+            message = message_from_plain_publish(
+                plain.exchange, plain.routing_key, topic, payload, 0, False, client_id,
+                plain.views,
+            )  # fmt: skip
+            return offer_rest(vhost, targets, start, message)
+        exchange = plain.exchange
         message = message_from_plain_publish(
-            exchange, routing_key, topic, payload, qos, False, client_id, views
+            exchange, plain.routing_key, topic, payload, qos, False, client_id, plain.views
         )
         self.stats["published"] += 1
-        outcome = self.vhost.publish_outcome(exchange, message)
+        version = vhost.routing_version
+        outcome = vhost.publish_outcome(exchange, message)
         if outcome == UNROUTABLE:
             self.stats["unroutable"] += 1
+        if not qos and self._qos0_packets and vhost.routing_version == version:
+            # Remember the queues for the next QoS 0 PUBLISH to this topic.
+            found = route_targets(vhost, exchange, message)
+            if found is not None and plain.views[0].routing_key == plain.routing_key:
+                plain.targets = found
+                plain.version = version
         return outcome
 
     def _route_special(self, publish: Publish, client_id: str, route: PublishRoute

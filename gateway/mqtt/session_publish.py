@@ -42,7 +42,12 @@ def on_plain_publish(handler: ClientHandler, event: PlainPublish | PlainPublishQ
         except (PublishRefused, CoreError):
             hub.stats["refused"] += 1  # QoS 0: dropped silently, as publish_refused does
         return
-    topic, payload, packet_id = event
+    on_plain_qos1(handler, event[0], event[1], event[2])
+
+
+def on_plain_qos1(handler: ClientHandler, topic: str, payload: bytes, packet_id: int) -> None:
+    """A plain QoS 1 PUBLISH: route it, then PUBACK (or refuse) as `on_publish` would."""
+    hub = handler.hub
     # QoS 1 messages are persistent: one the store records is acked after its commit.
     barrier = hub.broker.commit_barrier
     before = 0 if barrier is None else barrier.written

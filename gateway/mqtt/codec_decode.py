@@ -122,6 +122,29 @@ _connect_fields = [
  _set_will, _set_properties) = _connect_fields  # fmt: skip
 
 
+def _field_stop(data: bytes, cursor: int, end: int) -> int:
+    """Where the two-byte-length field at `cursor` stops, or -1 if it runs past `end`."""
+    if cursor + 2 > end:
+        return -1
+    stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+    return stop if stop <= end else -1
+
+
+def _common_text(data: bytes, cursor: int, end: int) -> tuple[str, int] | None:
+    """The UTF-8 string field at `cursor` and where it stops; None if it is short, holds a
+    NUL or is not UTF-8 (the full decoder then says which)."""
+    stop = _field_stop(data, cursor, end)
+    if stop < 0:
+        return None
+    raw = data[cursor + 2 : stop]
+    if 0 in raw:
+        return None
+    try:
+        return raw.decode("utf-8"), stop
+    except UnicodeDecodeError:
+        return None
+
+
 def decode_common_connect(data: bytes, pos: int, end: int) -> Connect | None:
     """The CONNECT at `data[pos:end]` if it is a common one: "MQTT" level 4 or 5, no will,
     no MQTT 5 properties, a client id and optionally a user name and password, all well
@@ -142,38 +165,21 @@ def decode_common_connect(data: bytes, pos: int, end: int) -> Connect | None:
     elif connect_flags & 0xC0 == 0x40:
         return None  # 3.1.1 password without a user name: the full decoder's error
     # Strings as (length, bytes): any short or bad one leaves it to the full decoder.
-    stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1]) if cursor + 2 <= end else end + 1
-    if stop > end:
+    field = _common_text(data, cursor, end)
+    if field is None:
         return None
-    raw = data[cursor + 2 : stop]
-    if 0 in raw:
-        return None
-    try:
-        client_id = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    client_id, stop = field
     username: str | None = None
     password: bytes | None = None
     if connect_flags & 0x80:
-        cursor = stop
-        if cursor + 2 > end:
+        field = _common_text(data, stop, end)
+        if field is None:
             return None
-        stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
-        if stop > end:
-            return None
-        raw = data[cursor + 2 : stop]
-        if 0 in raw:
-            return None
-        try:
-            username = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+        username, stop = field
     if connect_flags & 0x40:
         cursor = stop
-        if cursor + 2 > end:
-            return None
-        stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
-        if stop > end:
+        stop = _field_stop(data, cursor, end)
+        if stop < 0:
             return None
         password = data[cursor + 2 : stop]
     if stop != end:

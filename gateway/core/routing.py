@@ -183,9 +183,7 @@ def dead_letter(vh: VirtualHost, queue: Queue, message: Message, reason: str) ->
 # key-routed exchange's answer depends on) and offers its packet with ``offer_packet``; the
 # first target that cannot take the packet gets a ``Message`` through ``offer_rest``. What a
 # queue holds (a backlog, a direct consumer, deletion) is checked live at every offer.
-#
-# A direct sink takes a packet with an optional method ``deliver_packet(queue, packet) -> bool``
-# (the packet's shape is the adapter's own; False: give this queue a ``Message``).
+# A direct sink takes the packet with ``DirectConsumer.deliver_packet`` (core/sinks.py).
 
 _KEY_ROUTED: Final = (TopicExchange, DirectExchange, FanoutExchange)
 
@@ -213,8 +211,7 @@ def offer_packet(queues: tuple[Queue, ...], packet: object) -> int:
             direct = queue._direct
             if direct is None or queue._ready:
                 return index
-            deliver = getattr(direct, "deliver_packet", None)
-            if deliver is None or not deliver(queue, packet):
+            if not direct.deliver_packet(queue, packet):
                 return index
         index += 1
     return index

@@ -11,7 +11,7 @@ never overtakes the backlog: the direct path is only tried while nothing is read
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from gateway.core.message import Message
@@ -24,6 +24,12 @@ QUEUE_TYPE_ARGUMENT = "x-queue-type"
 class DirectConsumer(Protocol):
     def deliver_direct(self, queue: Queue, message: Message) -> bool:
         """Send ``message`` now, or count it as dropped; False: let ``queue`` take it."""
+        ...
+
+    def deliver_packet(self, queue: Queue, packet: Any) -> bool:
+        """``deliver_direct`` for a publish that has no ``Message`` yet (core/routing.py
+        ``offer_packet``: a cached route, the publisher's own bytes; the packet's shape is the
+        adapter's own); False: it needs one."""
         ...
 
 

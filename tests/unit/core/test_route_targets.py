@@ -33,6 +33,9 @@ class MessageOnlySink:
     def deliver_direct(self, queue: Queue, message: Message) -> bool:
         return True
 
+    def deliver_packet(self, queue: Queue, packet: object) -> bool:
+        return False  # always wants the Message
+
 
 def test_every_binding_and_exchange_change_bumps_the_routing_version() -> None:
     _, vhost, _ = make_broker()

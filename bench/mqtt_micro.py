@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import struct
 import time
+from collections.abc import Callable
 
 from gateway.core.broker import Broker
 from gateway.core.users import UserDatabase, hash_password
@@ -108,6 +109,19 @@ def _publishes(topic: bytes, qos: int, first_id: int, count: int) -> bytes:
     return b"".join(head + struct.pack(">H", first_id + i) + _PAYLOAD for i in range(count))
 
 
+def _timed(work: Callable[[], int]) -> tuple[int, float]:
+    """`work()` with the cyclic collector off: what it returned and the seconds it took."""
+    gc.collect()
+    gc.disable()
+    perf = time.perf_counter
+    t0 = perf()
+    try:
+        result = work()
+    finally:
+        gc.enable()
+    return result, perf() - t0
+
+
 def run_s2(count: int) -> float:
     hub, clock = _world()
     sub = _subscriber(hub, clock, 1)
@@ -166,19 +180,16 @@ def run_s1(count: int) -> float:
     reads = [_publishes(f"bench/{i}".encode(), 0, 0, 500) for i in range(2)]
     rounds = max(1, count // 1000)
     size = 2 + 2 + len("bench/0") + len(_PAYLOAD)
-    gc.collect()
-    gc.disable()
-    got = 0
-    perf = time.perf_counter
-    t0 = perf()
-    try:
+
+    def publish() -> int:
+        got = 0
         for _ in range(rounds):
             for i, pub in enumerate(pubs):
                 pub.read(reads[i])
             got += len(sub.conn.data_to_send())
-    finally:
-        gc.enable()
-    elapsed = perf() - t0
+        return got
+
+    got, elapsed = _timed(publish)
     total = rounds * 1000
     assert got == total * size, (got, total * size)
     return elapsed * 1e9 / total
@@ -190,18 +201,15 @@ def run_s6(count: int) -> float:
     pub = _Client(hub, clock, "pub")
     one = _publishes(b"bench/0", 0, 0, 1)
     count = max(1, count // 10)
-    gc.collect()
-    gc.disable()
-    got = 0
-    perf = time.perf_counter
-    t0 = perf()
-    try:
+
+    def publish() -> int:
+        got = 0
         for _ in range(count):
             pub.read(one)
             got += len(sub.conn.data_to_send())
-    finally:
-        gc.enable()
-    elapsed = perf() - t0
+        return got
+
+    got, elapsed = _timed(publish)
     assert got == count * len(one), (got, count)
     return elapsed * 1e9 / count
 
@@ -258,25 +266,22 @@ async def _connects(count: int, measure_bytes: bool) -> float:
 
     connect(count)  # the first guest login hashes its password once
     assert transports[count].last == b"\x20\x02\x00\x00", "CONNACK"
-    gc.collect()
-    if measure_bytes:
-        tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
+
+    def connect_all() -> int:
         for i in range(count):
             connect(i)
+        return count
+
+    if measure_bytes:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        connect_all()
         gc.collect()
         used = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
         return used / count
-    gc.disable()
-    perf = time.perf_counter
-    t0 = perf()
-    try:
-        for i in range(count):
-            connect(i)
-    finally:
-        gc.enable()
-    elapsed = perf() - t0
+    _, elapsed = _timed(connect_all)
     assert all(t.last == b"\x20\x02\x00\x00" for t in transports), "every client got CONNACK"
     return elapsed * 1e9 / count
 

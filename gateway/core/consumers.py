@@ -49,7 +49,8 @@ class BatchConsumer(Consumer, Protocol):
 
     # Optional: ``batch_credit() -> int``, how many deliveries one batch may hold at most
     # (a window of the consumer's own, asked after ``can_accept``). Not declared here so that
-    # consumers without one need not define it.
+    # consumers without one need not define it; the Subscription looks it up once, as it
+    # does ``deliver_many``.
 
 
 class Delivery:
@@ -120,6 +121,7 @@ class Subscription:
         "_unacked",
         "active",
         "arguments",
+        "batch_credit",
         "consumer",
         "credit_group",
         "deliver_many",
@@ -162,6 +164,8 @@ class Subscription:
         self.deliver_many: Callable[[list[Delivery]], None] | None = getattr(
             consumer, "deliver_many", None
         )
+        # And its own bound on a batch, when it has one (``batch_credit``, BatchConsumer).
+        self.batch_credit: Callable[[], int] | None = getattr(consumer, "batch_credit", None)
         # Unsettled deliveries by queue sequence number (insertion order = delivery order).
         self._unacked: dict[int, Delivery] = {}
 

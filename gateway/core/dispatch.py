@@ -17,7 +17,6 @@ Two ways out of the ready backlog:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from gateway.core.consumers import Delivery
@@ -52,7 +51,7 @@ def credit_of(sub: Subscription) -> int:
     """How many messages ``sub`` can take now (at most :data:`BATCH_MAX`); 0 when none.
 
     A consumer with a window of its own (an MQTT session's in-flight window) bounds it
-    further with ``batch_credit()`` (``BatchConsumer``); looked up once per batch."""
+    further with ``batch_credit()`` (``BatchConsumer``), asked once per batch."""
     if not sub.active:
         return 0
     credit = BATCH_MAX
@@ -65,10 +64,9 @@ def credit_of(sub: Subscription) -> int:
             credit = min(credit, group.limit - group.unacked)
         if credit <= 0:
             return 0
-    consumer = sub.consumer
-    if not consumer.can_accept():
+    if not sub.consumer.can_accept():
         return 0
-    own: Callable[[], int] | None = getattr(consumer, "batch_credit", None)
+    own = sub.batch_credit
     if own is not None:
         return max(0, min(credit, own()))
     return credit

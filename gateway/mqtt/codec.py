@@ -123,6 +123,39 @@ class PacketDecoder:
         id. Everything else (and whatever is malformed) takes the full decoder."""
         return self._feed(data, True)
 
+    def feed_qos0(self, data: bytes) -> PlainPublish | None:
+        """A read that is exactly one plain QoS 0 PUBLISH (as `feed_plain` would give it,
+        remaining length below 16,384): its (topic, payload), the decoder left as `feed_plain`
+        would leave it. None, with nothing consumed, for anything else. A publisher at a low
+        rate sends each message alone, and its read then skips the general loop (S6)."""
+        version = self.protocol_level
+        if version is None or self._buffered or self.error is not None or type(data) is not bytes:
+            return None
+        size = len(data)
+        if size < 4 or data[0] != 0x30 or size > self.max_packet_size:
+            return None
+        remaining = data[1]
+        cursor = 2
+        if remaining >= 0x80:  # two bytes, minimally encoded
+            last = data[2]
+            if not 0 < last < 0x80:
+                return None
+            remaining = (remaining & 0x7F) | last << 7
+            cursor = 3
+        if cursor + remaining != size:
+            return None
+        stop = cursor + 2 + ((data[cursor] << 8) | data[cursor + 1])
+        if stop > size:
+            return None
+        topic = TOPIC_NAMES.get(data[cursor + 2 : stop])
+        if topic is None:
+            return None
+        if version == MQTT_5:
+            if stop == size or data[stop]:
+                return None  # properties: the full decoder
+            stop += 1
+        return topic, data[stop:]
+
     def feed_connect(self, data: bytes | bytearray | memoryview) -> Connect | None:
         """A server's first read when it is exactly one common CONNECT
         (`decode_common_connect`: no will, no properties): that packet, the decoder left as

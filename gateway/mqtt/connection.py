@@ -58,11 +58,16 @@ from gateway.mqtt.packets import (
     SubAck,
     UnsubAck,
 )
-from gateway.mqtt.properties import without_problem_information
+from gateway.mqtt.properties import (
+    packet_with_properties,
+    server_disconnect_properties,
+    without_problem_information,
+)
 
 _S = ConnectionState
 # As plain globals: `ConnectionState.X` is a descriptor lookup (~80 ns on 3.11; issue 7, S7).
 _AWAIT_CONNECT, _AWAIT_CONNACK, _CLOSED = _S.AWAIT_CONNECT, _S.AWAIT_CONNACK, _S.CLOSED
+_CONNECTED = _S.CONNECTED
 
 # Packets that may not carry Reason String or User Properties when the client asked for no
 # problem information [MQTT-3.1.2-32].
@@ -186,6 +191,17 @@ class MqttConnection:
             # path hands the decoder's list over as it is.
             return cast("list[Event]", packets)
         return self._events(packets, v5)
+
+    def receive_qos0(self, data: bytes, now: float) -> tuple[str, bytes] | None:
+        """`receive_data` of a read that is one plain QoS 0 PUBLISH once connected: its
+        (topic, payload), which needs no check (`PacketDecoder.feed_qos0`). None, with nothing
+        consumed, for anything else: `receive_data` it then."""
+        if self.state is not _CONNECTED or not self.plain_publish:
+            return None
+        found = self._decoder.feed_qos0(data)
+        if found is not None:
+            self._last_received = now  # keep-alive [MQTT-3.1.2-24]
+        return found
 
     def receive_connect(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
         """`receive_data` before CONNECT: a common CONNECT alone in the read skips the generic
@@ -387,7 +403,7 @@ class MqttConnection:
         if isinstance(packet, ConnAck) and next_state is _S.CONNECTED:
             packet = self._on_connack(packet)
         elif isinstance(packet, Disconnect):
-            packet = Disconnect(packet.reason_code, _server_disconnect(packet.properties))
+            packet = Disconnect(packet.reason_code, server_disconnect_properties(packet.properties))
         if self._version == MQTT_5:
             sent = self._queue(packet)
         elif isinstance(packet, Auth):
@@ -501,7 +517,7 @@ class MqttConnection:
         if state is _S.CONNECTED:
             if self._version == MQTT_5:
                 code = reason_code if reason_code in DISCONNECT_CODES else _UNSPECIFIED
-                self._queue(Disconnect(code, _server_disconnect(properties)))
+                self._queue(Disconnect(code, server_disconnect_properties(properties)))
         elif state is _S.AWAIT_CONNACK and reason_code >= 0x80:
             self._queue(ConnAck(False, connack_code(reason_code, _UNSPECIFIED), properties))
         self.state = _S.CLOSED
@@ -543,11 +559,11 @@ class MqttConnection:
             return True
         properties: Properties = getattr(packet, "properties", EMPTY_PROPERTIES)
         if not self.request_problem_information and type(packet) in _PROBLEM_INFO_PACKETS:
-            packet = _with_properties(packet, without_problem_information(properties))
+            packet = packet_with_properties(packet, without_problem_information(properties))
         data = encode(packet, version)
         if limit is not None and len(data) > limit:
             # Reason String and User Properties are what a sender may drop to fit.
-            packet = _with_properties(packet, without_problem_information(properties))
+            packet = packet_with_properties(packet, without_problem_information(properties))
             data = encode(packet, version)
             if len(data) > limit:
                 return False
@@ -568,20 +584,6 @@ class MqttConnection:
             self._out.append(_V3_UNSUPPORTED_LEVEL)
         self.state = _S.CLOSED
         return ProtocolViolation(reason_code, text)
-
-
-def _server_disconnect(properties: Properties) -> Properties:
-    # Session Expiry Interval is the client's to send, never the server's [MQTT-3.14.2-2].
-    if properties.session_expiry_interval is None:
-        return properties
-    return dataclasses.replace(properties, session_expiry_interval=None)
-
-
-def _with_properties(packet: Packet, properties: Properties) -> Packet:
-    if properties is getattr(packet, "properties", properties):
-        return packet  # unchanged, or a packet without properties (PINGRESP)
-    replaced: Packet = dataclasses.replace(packet, properties=properties)  # type: ignore[arg-type]
-    return replaced
 
 
 __all__ = [

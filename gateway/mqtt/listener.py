@@ -74,41 +74,59 @@ class MqttProtocol(MachineProtocol):
         conn, handler = self.conn, self.handler
         if conn is None or handler is None or self._closing:
             return
-        self._start_read()
+        # `_start_read`, inlined: what this read delivers to others waits for its end.
+        self._in_receive = self.flusher.reading = True
+        single = None
         try:
-            if conn.protocol_level is not None:
-                events = conn.receive_data(data, self.clock())
-            else:  # the first read: most often a CONNECT alone (issue 7, S7)
-                events = conn.receive_connect(data, self.clock())
-            if events:
-                # The machine stops at a violation: only the last event can be one (a read
-                # of PUBLISHes is not walked twice).
-                last = events[-1]
-                if type(last) is ProtocolViolation:
-                    log.info("mqtt.protocol_violation", client_id=handler.client_id,
-                             reason=last.reason_code.name, text=last.text)  # fmt: skip
-                handler.handle_events(events)
+            # A publisher at a low rate sends each QoS 0 PUBLISH alone: such a read skips the
+            # event list and the general decoder (issue 7, S6: the per-message latency).
+            single = conn.receive_qos0(data, self.clock()) if data[0] == 0x30 else None
+            if single is not None:
+                handler.on_single_qos0(single[0], single[1])
+            else:
+                if conn.protocol_level is not None:
+                    events = conn.receive_data(data, self.clock())
+                else:  # the first read: most often a CONNECT alone (issue 7, S7)
+                    events = conn.receive_connect(data, self.clock())
+                if events:
+                    # The machine stops at a violation: only the last event can be one (a
+                    # read of PUBLISHes is not walked twice).
+                    last = events[-1]
+                    if type(last) is ProtocolViolation:
+                        log.info("mqtt.protocol_violation", client_id=handler.client_id,
+                                 reason=last.reason_code.name, text=last.text)  # fmt: skip
+                    handler.handle_events(events)
         except Exception:
             log.exception("mqtt.internal_error", client_id=handler.client_id)
             conn.close()
             handler.connection_lost()
         finally:
-            self._stop_read()
+            self._in_receive = self.flusher.reading = False  # `_stop_read`
         # One int comparison per read unless the alarm is raised.
         if self.alarm.alarmed or self.hub.broker.queued_bytes > self.alarm.limit:
             self.alarm.published(self)
-        self._after_read(conn.closed)
+        if single is None or conn.closed:
+            self._after_read(conn.closed)
+            return
+        # `_after_read` for a connected client's QoS 0 PUBLISH: it has output only if it
+        # subscribed to its own topic, and its keep-alive deadline moved later, never earlier.
+        if conn.pending_chunks:
+            self.flush()
+        self.flusher.flush_marked()
 
     # -- HandlerOwner (session_handler.py): the handler holds this protocol, not callbacks ------
 
     can_pause_reading = True
 
     def output_ready(self) -> None:
+        if self._in_receive:
+            return  # this read's own output is written at its end
         conn = self.conn
-        if conn is not None and conn.pending_chunks > FLUSH_EARLY_CHUNKS and not self._in_receive:
+        if conn is not None and conn.pending_chunks > FLUSH_EARLY_CHUNKS:
             self.flush()
-        else:
-            self._output_ready()
+        elif not self._marked:  # `_output_ready`, inlined: once per delivery at low rates
+            self._marked = True
+            self.flusher.mark(self)
 
     # -- MachineProtocol hooks ---------------------------------------------------------------
 

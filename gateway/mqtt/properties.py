@@ -19,7 +19,7 @@ from gateway.mqtt.codec_primitives import (
     pack_u16,
     pack_u32,
 )
-from gateway.mqtt.packets import EMPTY_PROPERTIES, Properties
+from gateway.mqtt.packets import EMPTY_PROPERTIES, Packet, Properties
 
 # Where a property list sits; a bit each so the table can say "allowed in" as one int.
 CTX_CONNECT = 1 << 0
@@ -222,3 +222,19 @@ def without_problem_information(props: Properties) -> Properties:
         return props
     stripped = dataclasses.replace(props, reason_string=None, user_properties=())
     return EMPTY_PROPERTIES if stripped == EMPTY_PROPERTIES else stripped
+
+
+def server_disconnect_properties(properties: Properties) -> Properties:
+    """A server DISCONNECT's properties: Session Expiry Interval is the client's to send,
+    never the server's [MQTT-3.14.2-2]."""
+    if properties.session_expiry_interval is None:
+        return properties
+    return dataclasses.replace(properties, session_expiry_interval=None)
+
+
+def packet_with_properties(packet: Packet, properties: Properties) -> Packet:
+    """``packet`` carrying ``properties`` instead of its own (itself when they are the same)."""
+    if properties is getattr(packet, "properties", properties):
+        return packet  # unchanged, or a packet without properties (PINGRESP)
+    replaced: Packet = dataclasses.replace(packet, properties=properties)  # type: ignore[arg-type]
+    return replaced

@@ -265,6 +265,22 @@ class ClientHandler:
         if hits:
             self._flow_hit()
 
+    def on_single_qos0(self, topic: str, payload: bytes) -> None:
+        """`handle_events` of a read that was one plain QoS 0 PUBLISH (from
+        `MqttConnection.receive_qos0`): routed, with no answer and no acks to batch (S6)."""
+        hub = self.hub
+        hits = hub.broker.flow.hits
+        if hits:
+            hits.clear()
+        if self.closed:
+            return
+        try:
+            hub.route_plain(topic, payload, self.client_id, 0)
+        except (PublishRefused, CoreError):
+            hub.stats["refused"] += 1  # dropped silently, as publish_refused does for QoS 0
+        if hits:
+            self._flow_hit()
+
     def _flow_hit(self) -> None:
         """This batch published into queues over high water: stop reading until they drain."""
         core_flow = self.hub.broker.flow

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench.brokers import BROKERS, OPT_IN, Broker, BrokerError, GatewayBroker
-from bench.procstat import status_kib
+from bench.procstat import status_kib, wait_idle
 from bench.profiling import PySpy, summarize_collapsed, summarize_cprofile
 from bench.report import BrokerSummary, RunResult, ScenarioResult, format_markdown, format_table
 from bench.scenarios import SCENARIOS, Params, Scenario, Target
@@ -30,6 +30,8 @@ from bench.scenarios import SCENARIOS, Params, Scenario, Target
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SCENARIOS = [name for name in SCENARIOS if not name.startswith("B")]
 DEFAULT_BROKERS = [name for name in BROKERS if name not in OPT_IN]
+# How long a broker may take to go quiet after a run before the next run starts anyway.
+TEARDOWN_LIMIT_S = 60.0
 
 
 def _csv(choices: Sequence[str], every: Sequence[str] | None = None) -> type[argparse.Action]:
@@ -241,7 +243,14 @@ def run_scenarios(
                     + (f"  {res.extra}" if res.extra and not single else "")
                     + (f"  [{res.error}]" if res.error else "")
                 )
-                time.sleep(0.3)  # let the broker finish tearing the run's clients down
+                # The next run is another broker's: this one must have torn its clients down
+                # first. RabbitMQ and amqtt take seconds of CPU to close S7's 5,000
+                # connections, which slowed whichever broker ran next by up to a third.
+                began = time.monotonic()
+                wait_idle(brokers[name].main_pid, limit=TEARDOWN_LIMIT_S)
+                waited = time.monotonic() - began
+                if waited >= 1.0:
+                    _progress(f"   ({name} took {waited:.1f} s to go quiet after the run)")
         for name in active:
             rss = status_kib(brokers[name].main_pid, "VmRSS")
             result.brokers[name].rss_mb = None if rss is None else round(rss / 1024, 1)

@@ -61,7 +61,9 @@ _METHODS: Final[dict[int, MethodHandler]] = {
 class AmqpChannel:
     """Per-channel state: delivery tags, consumers, prefetch, confirms, transaction."""
 
+    # `__weakref__`: tests check that a dropped connection's channels are freed (issue 7).
     __slots__ = (
+        "__weakref__",
         "ack_pending",
         "confirmed_upto",
         "confirming",

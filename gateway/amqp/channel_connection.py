@@ -30,7 +30,7 @@ from gateway.amqp.spec import INTERNAL_ERROR, NOT_ALLOWED
 from gateway.core.consumers import Subscription
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
-from gateway.core.users import User
+from gateway.core.users import User, UserDatabase
 from gateway.core.vhost import VirtualHost
 
 BLOCKED_REASON = "low on memory"
@@ -44,12 +44,41 @@ _ENDINGS = (
 )
 
 
+class PeerLogin:
+    """The credentials check the connection machine calls, for one client. Keeps why the
+    connection was refused (the login here; the virtual host or the connection limit, set by
+    the handler) for the shell's log line: the wire text stays vague.
+
+    A plain object, not a bound method of the handler: the machine holds it and the handler
+    holds the machine, so a bound method would make a reference cycle that keeps a dropped
+    connection in memory until the (rarely run) cyclic collector frees it (issue 7).
+    """
+
+    __slots__ = ("peer_host", "refusal", "users")
+
+    def __init__(self, users: UserDatabase, peer_host: str) -> None:
+        self.users = users
+        self.peer_host = peer_host
+        self.refusal: str | None = None
+
+    def __call__(self, mechanism: str, username: str, password: str) -> User | None:
+        try:
+            return self.users.authenticate(username, password, self.peer_host, mechanism=mechanism)
+        except AuthenticationFailed as exc:
+            self.refusal = exc.reason
+            return None
+
+
 class AmqpConnectionHandler:
     """The adapter for one connection; ``output_ready`` tells the shell there is output.
 
     ``pause_reading`` / ``resume_reading`` stop and restart reading the client's socket: flow
     control (core/flow.py) holds a publisher whose messages reach a backed-up queue. Without
     them the publisher is bounded by queue limits and the memory alarm only.
+
+    Once :meth:`teardown` has run, no reference cycle goes through the handler: the shell's
+    callbacks are its only way back to the shell, so a shell that drops the handler when the
+    transport is lost frees the whole connection by reference counting (issue 7).
     """
 
     def __init__(
@@ -67,12 +96,13 @@ class AmqpConnectionHandler:
         self.output_ready = output_ready
         self._pause_reading = pause_reading
         self._resume_reading = resume_reading
+        self._login = PeerLogin(context.users, peer_host)
         self.conn = AMQPConnection(
             server_properties=context.server_properties,
             channel_max=settings.channel_max,
             frame_max=settings.frame_max,
             heartbeat=settings.heartbeat,
-            authenticate=self._authenticate,
+            authenticate=self._login,
             handshake_timeout=settings.handshake_timeout,
             close_timeout=settings.close_timeout,
         )
@@ -85,8 +115,6 @@ class AmqpConnectionHandler:
         self.published = False
         self.blocked = False
         self.cancel_notify = False
-        # Why a login was refused, for the shell's log line (the wire text stays vague).
-        self.refusal: str | None = None
         self.torn_down = False
         self._counted = False
         self.confirm_dirty: list[AmqpChannel] = []
@@ -142,14 +170,10 @@ class AmqpConnectionHandler:
 
     # -- login and virtual host --------------------------------------------------------------
 
-    def _authenticate(self, mechanism: str, username: str, password: str) -> User | None:
-        try:
-            return self.context.users.authenticate(
-                username, password, self.peer_host, mechanism=mechanism
-            )
-        except AuthenticationFailed as exc:
-            self.refusal = exc.reason
-            return None
+    @property
+    def refusal(self) -> str | None:
+        """Why the login or the virtual host was refused, for the shell's log line."""
+        return self._login.refusal
 
     def _on_open(self, name: str) -> None:
         context = self.context
@@ -160,12 +184,12 @@ class AmqpConnectionHandler:
             vhost = context.broker.vhost(name)
             context.users.check_vhost(user, name)
         except CoreError as exc:
-            self.refusal = exc.explanation
+            self._login.refusal = exc.explanation
             conn.refuse_open(exc.text, exc.code)
             return
         limit = context.settings.max_connections
         if context.connections >= limit:
-            self.refusal = "connection limit reached"
+            self._login.refusal = "connection limit reached"
             conn.refuse_open(
                 f"NOT_ALLOWED - connection refused: node connection limit ({limit}) is reached",
                 NOT_ALLOWED,
@@ -245,8 +269,11 @@ class AmqpConnectionHandler:
         if self.torn_down:
             return
         self.torn_down = True
-        if self._flow is not None:
-            self._flow.close()
+        flow = self._flow
+        if flow is not None:
+            # It holds this handler (as owner, and through `_subscriptions`): a cycle.
+            self._flow = None
+            flow.close()
         channels = list(self.channels.values())
         self.channels.clear()
         self.confirm_dirty.clear()

@@ -85,7 +85,9 @@ def message_properties(message: Message) -> bytes:
 class ChannelConsumer:
     """A basic.consume: what the core delivers through."""
 
+    # `__weakref__`: tests check that a dropped connection's consumers are freed (issue 7).
     __slots__ = (
+        "__weakref__",
         "_last",
         "_template",
         "channel",
@@ -240,12 +242,19 @@ class ChannelConsumer:
 
     def cancelled_by_server(self) -> None:
         self.started = False
+        # The subscription holds this consumer: keeping it would be a reference cycle (see
+        # stop).
+        self.subscription = None
         self.channel.consumer_gone(self)
 
     def stop(self) -> None:
         """Cancel at the queue; unacked deliveries stay with the channel."""
         self.started = False
         sub = self.subscription
+        # The subscription holds this consumer (and its bound deliver_many): dropping it
+        # breaks the only cycle between a cancelled consumer and the core, so the consumer,
+        # its channel and its connection go by reference counting (issue 7).
+        self.subscription = None
         if sub is not None and sub.active:
             sub.cancel(requeue_unacked=False)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from pamqp import base
 from pamqp.commands import Connection
 
 from gateway.amqp.codec import parse_credentials
@@ -42,15 +41,8 @@ from gateway.amqp.connection_handshake import (
     negotiate,
     shortstr_text,
 )
-from gateway.amqp.fastpath import (
-    CHUNKED_BODY_THRESHOLD,
-    HEARTBEAT_FRAME,
-    encode_basic_ack,
-    encode_basic_nack,
-    encode_content,
-    encode_deliver,
-    encode_deliver_chunks,
-)
+from gateway.amqp.connection_output import ConnectionOutput
+from gateway.amqp.fastpath import HEARTBEAT_FRAME
 from gateway.amqp.frames import (
     BodyFrame,
     Frame,
@@ -81,15 +73,13 @@ _OPEN: Final = ConnectionState.OPEN
 _CLOSED: Final = ConnectionState.CLOSED
 
 
-class AMQPConnection:
-    """One client connection, server side.
+class AMQPConnection(ConnectionOutput):
+    """One client connection, server side (what it sends: :class:`ConnectionOutput`).
 
     ``authenticate(mechanism, username, password)`` returns the user (kept as ``user``) or None
     to refuse. Without it the machine emits :class:`LoginRequested` and waits for
     :meth:`accept_login` or :meth:`refuse_login`, so the check can run off the event loop.
     :class:`OpenRequested` is always answered with :meth:`open_ok` or :meth:`refuse_open`.
-    Sending on a channel that is not open (never opened, closing, closed) does nothing and
-    returns False: a delivery may race a channel.close.
     """
 
     def __init__(
@@ -108,6 +98,7 @@ class AMQPConnection:
             raise ValueError(f"frame_max must be 0 or at least {FRAME_MIN_SIZE}")
         if not 0 <= channel_max <= 0xFFFF or not 0 <= heartbeat <= 0xFFFF:
             raise ValueError("channel_max and heartbeat must fit 16 bits")
+        super().__init__()
         props: dict[str, object] = {"capabilities": dict(SERVER_CAPABILITIES)}
         props.update(server_properties or {})
         self._server_properties = props
@@ -130,9 +121,9 @@ class AMQPConnection:
         self.client_capabilities: dict[str, object] = {}
 
         self._decoder = FrameDecoder(frame_max=FRAME_MIN_SIZE)
-        self._out: list[bytes | memoryview] = []
-        self._sent_since_tick = False
-        self._channels = ChannelTable(self._write, max_body_size)
+        # The table answers with the frames to send instead of holding our `_write`: a bound
+        # method there would make a reference cycle that only the cyclic collector frees.
+        self._channels = ChannelTable(max_body_size)
         self._now: float | None = None
         self._last_received = 0.0
         self._next_heartbeat: float | None = None
@@ -146,9 +137,6 @@ class AMQPConnection:
     @property
     def closed(self) -> bool:
         return self.state is _CLOSED
-
-    def is_channel_open(self, channel: int) -> bool:
-        return self.state is _OPEN and self._channels.is_open(channel)
 
     @property
     def open_channels(self) -> list[int]:
@@ -208,7 +196,9 @@ class AMQPConnection:
             if not frame.channel:
                 self._on_connection_method(frame.method, events)
             elif self._channel_frames_allowed(frame):
-                self._channels.on_method(frame.channel, frame.method, events)
+                reply = self._channels.on_method(frame.channel, frame.method, events)
+                if reply is not None:
+                    self._write(reply)
         elif isinstance(frame, BodyFrame):
             if self._channel_frames_allowed(frame):
                 self._channels.on_body(frame.channel, frame.payload, events)
@@ -379,112 +369,6 @@ class AMQPConnection:
         if self._awaiting(ConnectionState.OPEN_PENDING):
             self.close(code, text, CLASS_CONNECTION, 40)
 
-    # -- output --------------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        self._out.append(data)
-        self._sent_since_tick = True
-
-    def data_to_send(self) -> bytes:
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 and isinstance(out[0], bytes) else b"".join(out)
-        out.clear()
-        return data
-
-    def data_to_send_chunks(self) -> list[bytes | memoryview]:
-        """The pending output as chunks for ``transport.writelines`` (large bodies uncopied)."""
-        out = self._out
-        self._out = []
-        return out
-
-    def send_method(self, channel: int, method: base.Frame) -> bool:
-        """Send a method on an open channel; False (nothing sent) when it is not open."""
-        if not self.is_channel_open(channel):
-            return False
-        self._write(encode_method(channel, method))
-        return True
-
-    def send_content(
-        self, channel: int, method: base.Frame, properties: bytes, body: bytes
-    ) -> bool:
-        """A content-bearing method (Basic.GetOk, Basic.Return) with header and body frames."""
-        if not self.is_channel_open(channel):
-            return False
-        self._write(
-            encode_method(channel, method)
-            + encode_content(channel, properties, body, self.frame_max)
-        )
-        return True
-
-    def send_deliver(
-        self,
-        channel: int,
-        consumer_tag: str,
-        delivery_tag: int,
-        redelivered: bool,
-        exchange: str,
-        routing_key: str,
-        properties: bytes,
-        body: bytes,
-    ) -> bool:
-        if not self.is_channel_open(channel):
-            return False
-        args = (channel, consumer_tag, delivery_tag, redelivered, exchange, routing_key)
-        if len(body) > CHUNKED_BODY_THRESHOLD:
-            self._out.extend(encode_deliver_chunks(*args, properties, body, self.frame_max))
-            self._sent_since_tick = True
-        else:
-            self._write(encode_deliver(*args, properties, body, self.frame_max))
-        return True
-
-    def send_frame(self, data: bytes) -> None:
-        """Frames encoded by the caller (:func:`~gateway.amqp.fastpath.encode_deliver`), for
-        a channel it found open with :meth:`is_channel_open`."""
-        self._out.append(data)
-        self._sent_since_tick = True
-
-    def send_encoded(self, chunks: list[bytes | memoryview]) -> None:
-        """Frames encoded by the caller (a batch of deliveries from
-        :func:`~gateway.amqp.fastpath.encode_deliver`), for a channel it found open with
-        :meth:`is_channel_open`."""
-        if chunks:
-            self._out.extend(chunks)
-            self._sent_since_tick = True
-
-    def send_ack(self, channel: int, delivery_tag: int, multiple: bool = False) -> bool:
-        """Publisher confirm."""
-        if not self.is_channel_open(channel):
-            return False
-        self._write(encode_basic_ack(channel, delivery_tag, multiple))
-        return True
-
-    def send_nack(
-        self, channel: int, delivery_tag: int, multiple: bool = False, requeue: bool = False
-    ) -> bool:
-        """Negative publisher confirm."""
-        if not self.is_channel_open(channel):
-            return False
-        self._write(encode_basic_nack(channel, delivery_tag, multiple, requeue))
-        return True
-
-    def send_blocked(self, reason: str) -> bool:
-        """connection.blocked, sent only to clients that announced the capability."""
-        if not self._may_block():
-            return False
-        self._write(encode_method(0, Connection.Blocked(shortstr_text(reason))))
-        return True
-
-    def send_unblocked(self) -> bool:
-        if not self._may_block():
-            return False
-        self._write(encode_method(0, Connection.Unblocked()))
-        return True
-
-    def _may_block(self) -> bool:
-        return self.state is _OPEN and self.client_capabilities.get("connection.blocked") is True
-
     def reset_heartbeat_monitor(self, now: float) -> None:
         """Count the client as heard from at ``now``.
 
@@ -501,7 +385,11 @@ class AMQPConnection:
         """Send channel.close (a soft error); the channel is gone once the client confirms."""
         if not self.is_channel_open(channel):
             return False
-        return self._channels.close(channel, code, shortstr_text(text), class_id, method_id)
+        frame = self._channels.close(channel, code, shortstr_text(text), class_id, method_id)
+        if frame is None:
+            return False
+        self._write(frame)
+        return True
 
     def close(
         self,

@@ -8,8 +8,6 @@ of one channel).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pamqp.commands import Channel
 
 from gateway.amqp.connection_events import (
@@ -72,13 +70,13 @@ def _report(content: Content, events: list[Event]) -> None:
 class ChannelTable:
     """Channels 1..channel_max of one open connection.
 
-    ``write`` queues an encoded frame for the peer; protocol violations raise the hard
+    Methods that answer the peer return the encoded frame for the connection to send (the
+    table holds no reference back to it); protocol violations raise the hard
     :class:`~gateway.amqp.spec.AMQPError` the connection answers with connection.close.
     """
 
-    def __init__(self, write: Callable[[bytes], None], max_body_size: int) -> None:
+    def __init__(self, max_body_size: int) -> None:
         self.channel_max = 0xFFFF
-        self._write = write
         self._max_body_size = max_body_size
         self._channels: dict[int, _Channel] = {}
 
@@ -92,22 +90,24 @@ class ChannelTable:
     def clear(self) -> None:
         self._channels.clear()
 
-    def close(self, number: int, code: int, text: str, class_id: int, method_id: int) -> bool:
-        """Send channel.close; the number stays taken until the peer's close-ok."""
+    def close(
+        self, number: int, code: int, text: str, class_id: int, method_id: int
+    ) -> bytes | None:
+        """The channel.close to send (None: not open); the number stays taken until the peer's
+        close-ok."""
         ch = self._channels.get(number)
         if ch is None or ch.close_reason is not None:
-            return False
+            return None
         ch.close_reason = (code, text, class_id, method_id)
         ch.reset_content()
-        self._write(encode_method(number, Channel.Close(code, text, class_id, method_id)))
-        return True
+        return encode_method(number, Channel.Close(code, text, class_id, method_id))
 
-    def on_method(self, number: int, method: Method, events: list[Event]) -> None:
+    def on_method(self, number: int, method: Method, events: list[Event]) -> bytes | None:
+        """Returns the frame to answer with (channel.open-ok, close-ok, flow-ok), if any."""
         ch = self._channels.get(number)
         if ch is None:
             if isinstance(method, Channel.Open):
-                self._open(number, events)
-                return
+                return self._open(number, events)
             raise ChannelError(
                 f"expected 'channel.open' on channel {number}, got {method.name}",
                 *method_ids(method),
@@ -118,8 +118,8 @@ class ChannelTable:
                 del self._channels[number]
                 events.append(ChannelClosed(number, *ch.close_reason, by_peer=False))
             elif isinstance(method, Channel.Close):
-                self._write(encode_method(number, Channel.CloseOk()))
-            return
+                return encode_method(number, Channel.CloseOk())
+            return None
         if ch.method is not None:
             raise UnexpectedFrame(
                 f"expected content {'header' if ch.header_expected else 'body'}, "
@@ -130,16 +130,16 @@ class ChannelTable:
         if index in CONTENT_METHODS:
             ch.method = method
             ch.header_expected = True
-            return
+            return None
         class_id = index >> 16
         if class_id == CLASS_CHANNEL:
-            self._on_channel_class(number, method, events)
-        elif class_id == CLASS_CONNECTION:
+            return self._on_channel_class(number, method, events)
+        if class_id == CLASS_CONNECTION:
             raise CommandInvalid(f"{method.name} on channel {number}", *method_ids(method))
-        else:
-            events.append(MethodReceived(number, method))
+        events.append(MethodReceived(number, method))
+        return None
 
-    def _open(self, number: int, events: list[Event]) -> None:
+    def _open(self, number: int, events: list[Event]) -> bytes:
         if number > self.channel_max:
             raise NotAllowed(
                 f"channel {number} is above the negotiated channel_max ({self.channel_max})",
@@ -147,12 +147,11 @@ class ChannelTable:
                 10,
             )
         self._channels[number] = _Channel()
-        self._write(encode_method(number, Channel.OpenOk()))
         events.append(ChannelOpened(number))
+        return encode_method(number, Channel.OpenOk())
 
-    def _on_channel_class(self, number: int, method: Method, events: list[Event]) -> None:
+    def _on_channel_class(self, number: int, method: Method, events: list[Event]) -> bytes | None:
         if isinstance(method, Channel.Close):
-            self._write(encode_method(number, Channel.CloseOk()))
             del self._channels[number]
             events.append(
                 ChannelClosed(
@@ -164,15 +163,17 @@ class ChannelTable:
                     by_peer=True,
                 )
             )
-        elif isinstance(method, Channel.Open):
+            return encode_method(number, Channel.CloseOk())
+        if isinstance(method, Channel.Open):
             raise ChannelError("second 'channel.open' seen", *method_ids(method))
-        elif isinstance(method, Channel.Flow):
+        if isinstance(method, Channel.Flow):
             # As RabbitMQ: flow control is the server's business, active=false is refused.
             if not method.active:
                 raise NotImplemented_("active=false", *method_ids(method))
-            self._write(encode_method(number, Channel.FlowOk(active=True)))
-        elif not isinstance(method, Channel.FlowOk):
+            return encode_method(number, Channel.FlowOk(active=True))
+        if not isinstance(method, Channel.FlowOk):
             raise CommandInvalid(f"unexpected {method.name}", *method_ids(method))
+        return None
 
     def on_contents(self, contents: list[Content], events: list[Event]) -> None:
         """Content methods of one channel with their header and whole body, read in one pass
@@ -182,7 +183,8 @@ class ChannelTable:
         number = contents[0][0]
         ch = self._channels.get(number)
         if ch is None or ch.method is not None or ch.close_reason is not None:
-            # Not open, content already pending (both raise) or closing (all discarded).
+            # Not open, content already pending (both raise) or closing (all discarded): a
+            # content method is never answered, so there is no frame to send.
             for content in contents:
                 self.on_method(number, content[1], events)
             return

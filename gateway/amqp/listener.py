@@ -113,8 +113,14 @@ class AmqpProtocol(MachineProtocol):
             self.handler.set_writable(writable)
 
     def _lost(self) -> None:
-        if self.handler is not None:
-            self.handler.connection_lost()
+        handler = self.handler
+        if handler is not None:
+            handler.connection_lost()
+            # The handler holds this protocol's bound methods (output_ready, pause and resume
+            # reading): without this reference cycle a dropped connection is freed by
+            # reference counting at once, not by the cyclic collector, which `GC_THRESHOLDS`
+            # makes rare (issue 7, as MqttProtocol._lost).
+            self.handler = None
 
     # -- logging (connection events only, never per message) ---------------------------------
 

@@ -191,6 +191,10 @@ def _consumes(queue: Queue, owner: object) -> bool:
     return any(sub.owner is owner for sub in queue._subs)
 
 
+def _resume_nothing() -> None:
+    """A closed PublisherFlow's hold: its publisher is gone, there is nothing to resume."""
+
+
 class PublisherFlow:
     """What an adapter keeps per connection: claim the batch's hits, pause, resume.
 
@@ -239,3 +243,6 @@ class PublisherFlow:
         """The connection is gone: stop waiting, without resuming anything."""
         self._flow.release(self.hold)
         self.paused = False
+        # The hold's `resume` is our bound `_released`: a reference cycle that would keep the
+        # connection (the hold's owner) until the cyclic collector runs (issue 7).
+        self.hold.resume = _resume_nothing

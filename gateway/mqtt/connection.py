@@ -23,9 +23,10 @@ import dataclasses
 import struct
 from typing import cast
 
-from gateway.mqtt.codec import PacketDecoder, Plain, encode, encode_publish_header, packet_of
+from gateway.mqtt.codec import PacketDecoder, Plain, encode, packet_of
 from gateway.mqtt.codec_errors import MqttError, ProtocolError
 from gateway.mqtt.codec_tables import DISCONNECT_CODES
+from gateway.mqtt.connection_output import ConnectionOutput
 from gateway.mqtt.connection_states import (
     RECEIVE_TRANSITIONS,
     REFUSED_CONNACK,
@@ -59,9 +60,7 @@ from gateway.mqtt.packets import (
     UnsubAck,
 )
 from gateway.mqtt.properties import (
-    packet_with_properties,
     server_disconnect_properties,
-    without_problem_information,
 )
 
 _S = ConnectionState
@@ -69,9 +68,6 @@ _S = ConnectionState
 _AWAIT_CONNECT, _AWAIT_CONNACK, _CLOSED = _S.AWAIT_CONNECT, _S.AWAIT_CONNACK, _S.CLOSED
 _CONNECTED = _S.CONNECTED
 
-# Packets that may not carry Reason String or User Properties when the client asked for no
-# problem information [MQTT-3.1.2-32].
-_PROBLEM_INFO_PACKETS = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck, Auth})
 # Sent once per message or request, in CONNECTED only, without changing state.
 _ACKS: frozenset[type[Packet]] = frozenset({PubAck, PubRec, PubRel, PubComp, SubAck, UnsubAck})
 _V3_UNSUPPORTED_LEVEL = b"\x20\x02\x00\x01"  # 3.1.1 CONNACK, return code 1
@@ -84,7 +80,7 @@ _PUBACK = struct.Struct("!BBH").pack  # first byte, remaining length 2, packet i
 _PUBACK_WITH_CODE = struct.Struct("!BBHB").pack  # ... remaining length 3, and a reason code
 
 
-class MqttConnection:
+class MqttConnection(ConnectionOutput):
     """Server side of one MQTT 3.1 / 3.1.1 / 5.0 connection.
 
     `max_packet_size`: the largest packet accepted (fixed header included); larger is 0x95.
@@ -442,56 +438,6 @@ class MqttConnection:
             out.append(encode(PingResp(), self._version))
         return True
 
-    def send_publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 0,
-        retain: bool = False,
-        dup: bool = False,
-        packet_id: int | None = None,
-        properties: Properties = EMPTY_PROPERTIES,
-    ) -> bool:
-        """Queue a PUBLISH without building a `Publish`: the delivery hot path. The payload
-        is queued as its own chunk, not copied into the header."""
-        state = self.state
-        if state is not _S.CONNECTED:
-            if state is _S.CLOSED:
-                return False
-            raise LocalProtocolError("PUBLISH before a successful CONNACK")
-        header = encode_publish_header(
-            topic, len(payload), qos, retain, dup, packet_id, properties, self._version
-        )
-        limit = self.client_maximum_packet_size
-        if limit is not None and len(header) + len(payload) > limit:
-            return False
-        self._out.append(header)
-        if payload:
-            self._out.append(payload)
-        return True
-
-    def send_encoded(self, header: bytes, payload: bytes) -> int:
-        """Queue a PUBLISH whose header the caller encoded for this connection's version (a
-        header cached per message shape: fan-out encodes once). The caller vouches for the
-        header; this checks the state and the client's Maximum Packet Size, as `send_publish`
-        does. Returns how many chunks `data_to_send` now holds (1 or 2 for the first PUBLISH
-        since the last drain), or 0 when not sent (closed, or too large: counts as delivered
-        [MQTT-3.1.2-28])."""
-        state = self.state
-        if state is not _S.CONNECTED:
-            if state is _S.CLOSED:
-                return 0
-            raise LocalProtocolError("PUBLISH before a successful CONNACK")
-        limit = self.client_maximum_packet_size
-        if limit is not None and len(header) + len(payload) > limit:
-            return 0
-        out = self._out
-        out.append(header)
-        if payload:
-            out.append(payload)
-        return len(out)
-
     def send_puback(self, packet_id: int, reason_code: int = 0) -> bool:
         """`send(PubAck(packet_id, reason_code))` without building the `PubAck`: the QoS 1
         ingest hot path. The same bytes, the same checks."""
@@ -522,20 +468,6 @@ class MqttConnection:
             self._queue(ConnAck(False, connack_code(reason_code, _UNSPECIFIED), properties))
         self.state = _S.CLOSED
 
-    @property
-    def pending_chunks(self) -> int:
-        """Buffers queued for `data_to_send` (a header and a payload per PUBLISH)."""
-        return len(self._out)
-
-    def data_to_send(self) -> bytes:
-        """Everything queued since the last call, as one buffer (empty when nothing is)."""
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
-
     def _on_connack(self, packet: ConnAck) -> ConnAck:
         self.connect = None
         if self._version != MQTT_5:
@@ -550,25 +482,6 @@ class MqttConnection:
         self._maximum_qos = 2 if props.maximum_qos is None else props.maximum_qos
         self._retain_available = props.retain_available is not False
         return packet
-
-    def _queue(self, packet: Packet) -> bool:
-        version = self._version
-        limit = self.client_maximum_packet_size
-        if limit is None and self.request_problem_information:
-            self._out.append(encode(packet, version))
-            return True
-        properties: Properties = getattr(packet, "properties", EMPTY_PROPERTIES)
-        if not self.request_problem_information and type(packet) in _PROBLEM_INFO_PACKETS:
-            packet = packet_with_properties(packet, without_problem_information(properties))
-        data = encode(packet, version)
-        if limit is not None and len(data) > limit:
-            # Reason String and User Properties are what a sender may drop to fit.
-            packet = packet_with_properties(packet, without_problem_information(properties))
-            data = encode(packet, version)
-            if len(data) > limit:
-                return False
-        self._out.append(data)
-        return True
 
     def _violated(self, reason_code: ReasonCode, text: str) -> ProtocolViolation:
         state = self.state

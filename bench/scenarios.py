@@ -31,7 +31,7 @@ class Params:
     prefetch: int = 1000
     publishers: int = 2
     latency_rate: float = 2000.0
-    latency_count: int = 6000
+    latency_count: int = 20_000
     idle_connections: int = 5000
     connectors: int = 4  # generator processes opening the idle connections
     connect_concurrency: int = 16  # handshakes in progress per connector (64 in all: below
@@ -304,13 +304,20 @@ def s6(target: Target, params: Params, tag: str) -> RunResult:
     outcome, cpu = _execute(target, params, [sub, paced])
     got = outcome.results.get("sub", {})
     result = _result(outcome, cpu, int(got.get("delivered", 0)), count, int(got.get("end_ns", 0)))
-    samples = sorted(got.get("latencies_ns", []))
-    # The first tenth is warm-up (connection buffers, caches), as for any latency test.
-    samples = sorted(samples[len(samples) // 10 :])
-    if samples:
-        result.p50_ms = round(samples[len(samples) // 2] / 1e6, 3)
-        result.p99_ms = round(samples[min(len(samples) - 1, int(0.99 * len(samples)))] / 1e6, 3)
+    percentiles = latency_percentiles_ms(got.get("latencies_ns", []))
+    if percentiles is not None:
+        result.p50_ms, result.p99_ms = percentiles
     return result
+
+
+def latency_percentiles_ms(arrival_order_ns: list[int]) -> tuple[float, float] | None:
+    """p50 and p99 in ms of latencies listed in arrival order, without the first tenth: the
+    warm-up (connection buffers, caches), as for any latency test. None without samples."""
+    samples = sorted(arrival_order_ns[len(arrival_order_ns) // 10 :])
+    if not samples:
+        return None
+    p99_at = min(len(samples) - 1, int(0.99 * len(samples)))
+    return round(samples[len(samples) // 2] / 1e6, 3), round(samples[p99_at] / 1e6, 3)
 
 
 def s7(target: Target, params: Params, tag: str) -> RunResult:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 from gateway.core.consumers import WAKE_GROUP, WAKE_QUEUE, CreditGroup, Delivery
 
 if TYPE_CHECKING:
+    from gateway.core.consumers import Subscription
     from gateway.core.message import QueueEntry
+    from gateway.core.observers import BrokerObserver
     from gateway.core.queues import Queue
 
 _seq_of = attrgetter("seq")
@@ -57,6 +59,58 @@ def ack(queue: Queue, delivery: Delivery) -> bool:
     if prefetch and len(unacked) + 1 == prefetch:
         queue.dispatch()
     return True
+
+
+def ack_each(deliveries: Iterable[Delivery]) -> None:
+    """:func:`ack` for each delivery in order, in one loop (an MQTT read of PUBACKs): the same
+    bookkeeping, and a dispatch or credit group wake-up exactly where :func:`ack` would make
+    one, which for a subscription without prefetch or group limit is never. The queue's and
+    the subscription's fields are looked up once per run of deliveries sharing them."""
+    queue: Queue | None = None
+    sub: Subscription | None = None
+    queue_unacked: dict[int, Delivery] = {}
+    sub_unacked: dict[int, Delivery] = {}
+    observers: list[BrokerObserver] | None = None
+    group: CreditGroup | None = None
+    prefetch = 0
+    for delivery in deliveries:
+        if delivery.settled:
+            continue
+        delivery.settled = True
+        if delivery.queue is not queue:
+            queue = delivery.queue
+            queue_unacked = queue._unacked
+            observers = queue._broker.observers if queue.durable else None
+        entry = delivery.entry
+        seq = entry.seq
+        queue_unacked.pop(seq, None)
+        message = entry.message
+        queue._broker.queued_bytes -= len(message.body)
+        if observers is not None and message.persistent:
+            for observer in observers:
+                observer.on_removed(queue, entry)
+        if delivery.subscription is not sub:
+            sub = delivery.subscription
+            if sub is None:
+                continue
+            sub_unacked = sub._unacked
+            group = sub.credit_group
+            prefetch = sub.prefetch
+        elif sub is None:
+            continue
+        if sub_unacked.pop(seq, None) is None:
+            continue
+        if group is not None:
+            limit = group.limit
+            if limit and group.unacked == limit:
+                group.unacked -= 1
+                group.wake()
+                if not sub.active:
+                    queue.dispatch()
+                continue
+            group.unacked -= 1
+        if prefetch and len(sub_unacked) + 1 == prefetch:
+            queue.dispatch()
 
 
 def ack_many(deliveries: Iterable[Delivery]) -> None:

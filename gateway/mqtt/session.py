@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING
 
 from gateway.core.consumers import Subscription as CoreSubscription
 from gateway.core.errors import CoreError
+from gateway.core.settlement import ack_each
 from gateway.core.sinks import set_direct
+from gateway.mqtt import session_delivery_fast
 from gateway.mqtt.packets import SubscriptionOptions
 from gateway.mqtt.session_delivery import Outbound, SessionDelivery
 
 __all__ = ["QOS0_QUEUE_TYPE", "Outbound", "Session", "TopicSubscription"]
 
 if TYPE_CHECKING:
+    from gateway.core.consumers import Delivery
     from gateway.mqtt.session_delivery import _Matches
     from gateway.mqtt.session_handler import ClientHandler
     from gateway.mqtt.session_hub import MqttHub
@@ -196,6 +199,10 @@ class Session(SessionDelivery):
 
     # -- core Consumer -----------------------------------------------------------------------
 
+    # The batch from a queue's backlog (core/dispatch.py): the common QoS 1/2 case without
+    # the general path's per-message branches, the rest through `deliver` (`deliver_each`).
+    deliver_many = session_delivery_fast.deliver_many
+
     def can_accept(self) -> bool:
         handler = self.handler
         if handler is None:
@@ -234,8 +241,12 @@ class Session(SessionDelivery):
         """`puback` for each packet id at the head of ``events`` (a read's events), in one
         loop; how many there were."""
         inflight = self.inflight
+        pop = inflight.pop
         count = 0
         settled = False
+        # Settled in one `ack_each` after the loop (the session's subscriptions have no
+        # prefetch: an ack dispatches nothing, so doing them after the loop changes nothing).
+        acked: list[Delivery] = []
         for packet_id in events:
             if not isinstance(packet_id, int):
                 break
@@ -243,11 +254,13 @@ class Session(SessionDelivery):
             out = inflight.get(packet_id)
             if out is None or out.qos != 1:
                 continue
-            del inflight[packet_id]
+            pop(packet_id)
             delivery = out.delivery
             if delivery is not None:
-                delivery.queue.ack(delivery)
+                acked.append(delivery)
             settled = True
+        if acked:
+            ack_each(acked)
         if settled:
             if self.batching:
                 self._resume_due = True  # `resume`, once per read (`end_batch`)

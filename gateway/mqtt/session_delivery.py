@@ -1,8 +1,9 @@
 """The session as a core consumer: messages from its queues to the client (DESIGN.md section 5).
 
 `SessionDelivery` is the half of `Session` that the core calls: `deliver` for a message of the
-session queue or of a shared queue (`deliver_many` for a batch from the backlog, as large as
-the free in-flight window: `batch_credit`), `deliver_direct` for QoS 0 without the queue
+session queue or of a shared queue (`deliver_each` for a batch from the backlog, as large as
+the free in-flight window: `batch_credit`; `Session.deliver_many` takes the common case faster,
+session_delivery_fast.py), `deliver_direct` for QoS 0 without the queue
 (core/sinks.py), and the store recovery that takes in-flight messages back
 (`restore_inflight`). Per delivery it
 folds the matching subscriptions into one QoS, RETAIN and identifier set [MQTT-3.3.4-3,
@@ -129,9 +130,12 @@ class SessionDelivery:
             return 1  # store recovery takes in-flight messages back one at a time
         return handler.window - len(self.inflight)
 
-    def deliver_many(self, deliveries: list[Delivery]) -> None:
+    def deliver_each(self, deliveries: list[Delivery]) -> None:
         """A batch from a queue's backlog (the refill after a read of PUBACKs), in order: the
-        queue asked `can_accept` once for all of them, and `batch_credit` bounded them."""
+        queue asked `can_accept` once for all of them, and `batch_credit` bounded them. Each
+        goes through `deliver`: the general path, which `Session.deliver_many`
+        (session_delivery_fast.py) takes for a batch or a message its fast path does not
+        cover."""
         deliver = self.deliver
         done = 0
         try:

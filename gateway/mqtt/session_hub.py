@@ -117,9 +117,12 @@ class PendingWill:
 
 class _PlainRoute:
     """Where PUBLISHes to one topic on the default path go; for QoS 0, also the queues its
-    routing key reached at ``version`` (the vhost's ``routing_version``), -1 for none yet."""
+    routing key reached at ``version`` (the vhost's ``routing_version``), -1 for none yet;
+    for QoS 1/2 the same in ``acked_targets`` and ``acked_version`` (a QoS 1 message always
+    gets a ``Message``, so any key-routed route may be kept: `route_targets`)."""
 
-    __slots__ = ("exchange", "routing_key", "targets", "version", "views")
+    __slots__ = ("acked_targets", "acked_version", "exchange", "routing_key", "targets",
+                 "version", "views")  # fmt: skip
 
     def __init__(self, exchange: str, routing_key: str, views: tuple[MqttView, ...]) -> None:
         self.exchange = exchange
@@ -127,6 +130,8 @@ class _PlainRoute:
         self.views = views
         self.version = -1
         self.targets: tuple[Queue, ...] = ()
+        self.acked_version = -1
+        self.acked_targets: tuple[Queue, ...] = ()
 
 
 def _not_qos0(message: Message) -> bool:
@@ -491,10 +496,24 @@ class MqttHub(HubRetained):
         )
         self.stats["published"] += 1
         version = vhost.routing_version
+        if qos and plain.acked_version == version:
+            # QoS 1: the queues cached for the topic, offered as `publish_outcome` would.
+            targets = plain.acked_targets
+            if not targets:
+                self.stats["unroutable"] += 1
+                return UNROUTABLE
+            return offer_rest(vhost, targets, 0, message)
         outcome = vhost.publish_outcome(exchange, message)
         if outcome == UNROUTABLE:
             self.stats["unroutable"] += 1
-        if not qos and self._qos0_packets and vhost.routing_version == version:
+        if qos:
+            if vhost.routing_version == version:
+                found = route_targets(vhost, exchange, message)
+                if found is not None:
+                    plain.acked_targets = found
+                    plain.acked_version = version
+            return outcome
+        if self._qos0_packets and vhost.routing_version == version:
             # Remember the queues for the next QoS 0 PUBLISH to this topic.
             found = route_targets(vhost, exchange, message)
             if found is not None and plain.views[0].routing_key == plain.routing_key:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.core import expiry, settlement
 from gateway.core.consumers import CreditGroup, Delivery
+from gateway.core.message import Message
 from gateway.core.queues import Queue
 from gateway.core.settlement import ack_many
 
@@ -124,3 +125,52 @@ def test_expiry_functions_drive_the_queue_timer() -> None:
     assert queue.message_count == 0
     assert queue.expired == 1
     assert broker.queued_bytes == 0
+
+
+def _ack_world(settle: str) -> list[object]:
+    """Two queues (one durable, persistent messages observed), consumers with a prefetch, a
+    shared credit group and none; half of the deliveries settled with ``ack_each`` or with
+    one ``ack`` each (``settle``), in an order that switches queue and subscription, and a
+    settled one among them. Returns everything observable afterwards."""
+    broker, vhost, _ = make_broker()
+    removed: list[tuple[str, int]] = []
+
+    class Observer:
+        def __getattr__(self, name: str) -> object:
+            return lambda *args: None
+
+        def on_removed(self, queue: Queue, entry: object) -> None:
+            removed.append((queue.name, getattr(entry, "seq", -1)))
+
+    broker.observers.append(Observer())  # type: ignore[arg-type]
+    vhost.declare_queue("a", durable=True)
+    vhost.declare_queue("b")
+    vhost.declare_queue("c")
+    group = CreditGroup(3)
+    ca, cb, cc = SnapshotConsumer(), SnapshotConsumer(), SnapshotConsumer()
+    vhost.consume("a", ca, tag="ca", no_ack=False, prefetch=2)
+    vhost.consume("b", cb, tag="cb", no_ack=False, credit_group=group)
+    vhost.consume("c", cc, tag="cc", no_ack=False)
+    for i in range(6):
+        for name in "abc":
+            body = f"{name}{i}".encode()
+            vhost.publish("", Message("", name, body, persistent=name == "a"))
+    taken = ca.take() + cb.take() + cc.take()
+    order = [taken[i] for i in (0, 3, 1, 4, 5, 2)] + taken[6:]
+    order[1].queue.ack(order[1])
+    if settle == "each":
+        settlement.ack_each(order)
+    else:
+        for delivery in order:
+            delivery.queue.ack(delivery)
+    return [
+        [(c.bodies, c.unacked_seen) for c in (ca, cb, cc)],
+        [(q.message_count, q.unacked_count) for q in vhost.queues()],
+        group.unacked,
+        broker.queued_bytes,
+        removed,
+    ]
+
+
+def test_ack_each_does_what_one_ack_per_delivery_does() -> None:
+    assert _ack_world("each") == _ack_world("one by one")

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.core.consumers import Delivery
 from gateway.core.routing import ACCEPTED, REFUSED, UNROUTABLE
+from gateway.mqtt.connection import MqttConnection
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
     MQTT_3_1_1,
@@ -163,8 +164,9 @@ def test_a_refill_batch_mixes_qos_0_and_1_in_order_within_the_window(version: in
     assert [(p.payload, p.qos) for p in sub.publishes()] == [(b"e", 1)]
 
 
+@pytest.mark.parametrize("path", ["general", "fast"])
 def test_a_delivery_that_fails_mid_batch_leaves_the_rest_of_the_batch_in_the_queue(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     world = World(max_inflight=3)
     sub = connected(world, "fragile", MQTT_3_1_1)
@@ -177,16 +179,33 @@ def test_a_delivery_that_fails_mid_batch_leaves_the_rest_of_the_batch_in_the_que
     assert [p.payload for p in first] == [b"m0", b"m1", b"m2"]
     session = world.hub.sessions["fragile"]
     queue = world.hub.vhost.queue(session.queue_name)
-    deliver = Session.deliver
     calls: list[bytes] = []
+    if path == "general":
+        # The batch through `deliver` one by one (`deliver_each`), failing in `deliver`.
+        assert session.core is not None
+        session.core.deliver_many = session.deliver_each
+        deliver = Session.deliver
 
-    def failing(self: Session, delivery: Delivery) -> None:
-        calls.append(delivery.message.body)
-        if len(calls) == 2:
-            raise RuntimeError("boom")
-        deliver(self, delivery)
+        def failing(self: Session, delivery: Delivery) -> None:
+            calls.append(delivery.message.body)
+            if len(calls) == 2:
+                raise RuntimeError("boom")
+            deliver(self, delivery)
 
-    monkeypatch.setattr(Session, "deliver", failing)
+        monkeypatch.setattr(Session, "deliver", failing)
+    else:
+        # The batch on the fast path (session_delivery_fast.py), failing in the write.
+        conn = sub.conn
+        send_encoded = MqttConnection.send_encoded
+
+        def failing_write(self: MqttConnection, header: bytes, payload: bytes) -> int:
+            if self is conn:
+                calls.append(payload)
+                if len(calls) == 2:
+                    raise RuntimeError("boom")
+            return send_encoded(self, header, payload)
+
+        monkeypatch.setattr(MqttConnection, "send_encoded", failing_write)
     with pytest.raises(RuntimeError):
         ack_all(sub, first)  # the refill is one batch of three
     assert calls == [b"m3", b"m4"]

@@ -1,0 +1,324 @@
+"""The QoS 1 fast paths (bench S2) against the general ones, two worlds side by side:
+`Session.deliver_many` (session_delivery_fast.py) against `deliver_each` (every message
+through `SessionDelivery.deliver`), the QoS 1 route cached per topic in `MqttHub.route_plain`
+against `publish_outcome` every time, and a read of PUBACKs settled with `ack_each` against
+one `queue.ack` per PUBACK. Every client must see the same packets, and the hub, the sessions
+and the queues must count the same; the general paths are the oracle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.core.consumers import Delivery
+from gateway.core.message import Message
+from gateway.core.message import Properties as AmqpProperties
+from gateway.mqtt import session as session_module
+from gateway.mqtt import session_hub
+from gateway.mqtt.packets import MQTT_3_1_1, MQTT_5, Properties, PubAck, Publish
+from gateway.mqtt.session import Session
+from gateway.mqtt.session_delivery import SessionDelivery
+
+from .harness import Client, World
+
+TOPICS = ("a/b", "a/c", "x/y", "$s/t")
+FILTERS = ("a/#", "a/b", "+/+", "#", "$s/#")
+# (client id, version, clean start, Maximum Packet Size)
+CLIENTS = (
+    ("c0", MQTT_5, True, None),
+    ("c1", MQTT_3_1_1, True, None),
+    ("c2", MQTT_5, True, 30),  # too small for the longer payloads
+    ("c3", MQTT_5, False, None),  # persistent: redelivery with DUP after a drop
+    ("c4", MQTT_3_1_1, False, None),
+)
+
+client_index = st.integers(0, len(CLIENTS) - 1)
+publish = st.tuples(
+    st.just("pub"),
+    client_index,
+    st.sampled_from(TOPICS),
+    st.binary(max_size=20),
+    st.sampled_from((1, 1, 1, 0)),
+    st.sampled_from((False, False, False, True)),  # RETAIN
+    st.sampled_from((None, None, None, 60)),  # Message Expiry Interval (MQTT 5 publishers)
+    st.integers(1, 6),
+)
+op = st.one_of(
+    publish,
+    publish,
+    publish,
+    st.tuples(
+        st.just("sub"),
+        client_index,
+        st.sampled_from(FILTERS),
+        st.integers(0, 2),
+        st.booleans(),  # No Local
+        st.integers(0, 3),  # Subscription Identifier (0: none)
+        st.booleans(),  # Retain As Published
+    ),
+    st.tuples(st.just("ack"), client_index, st.integers(1, 8)),
+    st.tuples(st.just("ack"), client_index, st.integers(1, 8)),
+    st.tuples(st.just("amqp"), st.sampled_from(("a.b", "x.y", "a.*", "")), st.booleans()),
+    st.tuples(st.just("bind"), st.sampled_from(("a.*", "#"))),
+    st.tuples(st.just("unbind"), st.sampled_from(("a.*", "#"))),
+    st.tuples(st.just("pause"), client_index, st.booleans()),
+    st.tuples(st.just("drop"), client_index),
+)
+
+
+def _ack_one_by_one(deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        delivery.queue.ack(delivery)
+
+
+def _no_route(*args: object) -> None:
+    return None
+
+
+class Run:
+    """One world driven by a list of operations; `log` is everything anybody observed.
+    ``fast=False`` makes the general paths run instead of the fast ones (the oracle)."""
+
+    def __init__(self, *, fast: bool, **world_settings: Any) -> None:
+        self.fast = fast
+        self.world = World(**world_settings)
+        self.vhost = self.world.broker.vhost("/")
+        self.vhost.declare_queue("amqp")
+        self.clients: dict[int, Client] = {}
+        # Per client: the packet ids of QoS 1 PUBLISHes received and not acked yet.
+        self.unacked: dict[int, list[int]] = {}
+        self.log: list[object] = []
+        self.packet_id = 0
+
+    def apply(self, step: tuple[Any, ...]) -> None:
+        if self.fast:
+            self._apply(step)
+            return
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Session, "deliver_many", SessionDelivery.deliver_each)
+            patch.setattr(session_hub, "route_targets", _no_route)
+            patch.setattr(session_module, "ack_each", _ack_one_by_one)
+            self._apply(step)
+
+    def client(self, index: int) -> Client:
+        client = self.clients.get(index)
+        if client is None or client.transport_closed:
+            client_id, version, clean, max_size = CLIENTS[index]
+            client = self.world.client(version)
+            props = Properties(maximum_packet_size=max_size) if max_size else Properties()
+            if version != MQTT_5:
+                props = Properties()
+            self.log.append(
+                ("connack", index, client.connect(client_id, clean=clean, properties=props))
+            )
+            self.clients[index] = client
+            self.unacked[index] = []
+        return client
+
+    def _apply(self, step: tuple[Any, ...]) -> None:
+        kind = step[0]
+        if kind == "pub":
+            _, index, topic, payload, qos, retain, expiry, times = step
+            client = self.client(index)
+            props = Properties()
+            if expiry is not None and client.version == MQTT_5:
+                props = Properties(message_expiry_interval=expiry)
+            for n in range(times):
+                self.packet_id = self.packet_id % 60000 + 1
+                client.publish(
+                    topic,
+                    payload + bytes(n),
+                    qos,
+                    retain=retain,
+                    packet_id=self.packet_id if qos else None,
+                    properties=props,
+                )
+        elif kind == "sub":
+            _, index, topic_filter, qos, no_local, identifier, rap = step
+            client = self.client(index)
+            v5 = client.version == MQTT_5
+            props = Properties(subscription_identifiers=(identifier,)) if identifier and v5 \
+                else Properties()  # fmt: skip
+            self.log.append(
+                client.subscribe(
+                    topic_filter,
+                    qos,
+                    no_local=no_local and v5,
+                    retain_as_published=rap and v5,
+                    properties=props,
+                )
+            )
+        elif kind == "ack":
+            _, index, count = step
+            client = self.client(index)
+            pending = self.unacked[index]
+            ids, self.unacked[index] = pending[:count], pending[count:]
+            if ids:
+                client.send(*(PubAck(packet_id) for packet_id in ids))  # one read
+        elif kind == "amqp":
+            _, key, persistent = step
+            amqp = AmqpProperties(delivery_mode=2 if persistent else 1)
+            self.vhost.publish("amq.topic", Message("amq.topic", key, b"q", properties=amqp))
+        elif kind == "bind":
+            self.vhost.bind_queue("amqp", "amq.topic", step[1])
+        elif kind == "unbind":
+            self.vhost.unbind_queue("amqp", "amq.topic", step[1])
+        elif kind == "pause":
+            _, index, writable = step
+            self.client(index).handler.set_writable(writable)
+        else:
+            self.client(step[1]).drop()
+        for index, client in sorted(self.clients.items()):
+            if client.transport_closed:
+                continue
+            got = client.received()
+            self.log.append((index, got))
+            self.unacked[index].extend(
+                p.packet_id
+                for p in got
+                if isinstance(p, Publish) and p.qos == 1 and p.packet_id is not None
+            )
+
+    def observed(self) -> list[object]:
+        queues = sorted(
+            (q.name, q.message_count, q.unacked_count, q.dropped, q.refused)
+            for q in self.vhost.queues()
+        )
+        sessions = sorted(
+            (
+                s.client_id,
+                s.dropped_deliveries,
+                [
+                    (o.packet_id, o.topic, o.payload, o.qos, o.retain, o.properties)
+                    for o in s.inflight.values()
+                ],
+            )
+            for s in self.world.hub.sessions.values()
+        )
+        return [*self.log, dict(self.world.hub.stats), queues, sessions]
+
+
+def both(steps: list[tuple[Any, ...]], **world_settings: Any) -> tuple[Run, Run]:
+    fast = Run(fast=True, **world_settings)
+    oracle = Run(fast=False, **world_settings)
+    for step in steps:
+        fast.apply(step)
+        oracle.apply(step)
+    return fast, oracle
+
+
+def publishes(run: Run, index: int) -> list[Publish]:
+    return [
+        packet
+        for entry in run.log
+        if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
+        for packet in entry[1]
+        if isinstance(packet, Publish)
+    ]
+
+
+SUB_ALL = [("sub", i, "#", 1, False, 0, False) for i in range(len(CLIENTS))]
+ACK_ALL = [("ack", i, 8) for i in range(len(CLIENTS))]
+RULES = [
+    # A backlog behind a window of 3, drained by reads of PUBACKs (S2's shape).
+    [*SUB_ALL, ("pub", 1, "a/b", b"m", 1, False, None, 6), *ACK_ALL, *ACK_ALL],
+    # No Local, Subscription Identifiers, Retain As Published, granted QoS 0 and 2.
+    [
+        ("sub", 0, "a/#", 1, True, 0, False),
+        ("sub", 0, "+/+", 2, False, 2, True),
+        ("sub", 1, "a/b", 1, False, 0, False),
+        ("sub", 4, "a/#", 0, False, 0, False),
+        ("pub", 0, "a/b", b"own", 1, False, None, 4),
+        ("pub", 1, "a/b", b"r", 1, True, None, 2),
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+    # MQTT 5 Message Expiry on some messages of a batch, and c2's Maximum Packet Size.
+    [
+        *SUB_ALL,
+        ("pub", 0, "a/b", b"e", 1, False, 60, 3),
+        ("pub", 0, "a/b", b"x" * 19, 1, False, None, 3),
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+    # AMQP-origin messages (keys that make no topic name too) and route changes.
+    [
+        *SUB_ALL,
+        ("pub", 1, "a/b", b"", 1, False, None, 4),
+        ("amqp", "a.b", True),
+        ("amqp", "a.*", True),
+        ("bind", "#"),
+        ("pub", 1, "a/b", b"k", 1, False, None, 4),
+        ("unbind", "#"),
+        ("pub", 1, "$s/t", b"", 1, False, None, 3),
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+    # A paused subscriber, a dropped persistent one (redelivery with DUP), resubscribing.
+    [
+        *SUB_ALL,
+        ("pub", 1, "a/c", b"", 1, False, None, 5),
+        ("pause", 0, False),
+        ("drop", 3),
+        ("drop", 4),
+        ("pub", 1, "a/c", b"p", 1, False, None, 5),
+        ("pause", 0, True),
+        ("ack", 3, 2),
+        ("ack", 4, 2),
+        *ACK_ALL,
+        ("sub", 3, "a/c", 0, False, 1, False),
+        ("pub", 1, "a/c", b"", 1, False, None, 3),
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+]
+
+
+@pytest.mark.parametrize("steps", RULES)
+def test_each_rule_on_the_fast_paths_gives_what_the_general_paths_give(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    fast, oracle = both(steps, max_inflight=3)
+    assert fast.observed() == oracle.observed()
+
+
+def test_the_fast_paths_are_taken_and_deliver_everything() -> None:
+    # The S2 shape on the fast paths: each message once, in order, the window respected.
+    fast, _ = both([("sub", 1, "a/#", 1, False, 0, False)], max_inflight=3)
+    taken: list[int] = []
+    original = Session.deliver
+
+    def counting(self: Session, delivery: Delivery) -> None:
+        taken.append(delivery.entry.seq)
+        original(self, delivery)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Session, "deliver", counting)
+        fast.apply(("pub", 0, "a/b", b"s", 1, False, None, 9))
+        for _ in range(4):
+            fast.apply(("ack", 1, 3))
+    got = publishes(fast, 1)
+    assert [p.payload for p in got] == [b"s" + bytes(n) for n in range(9)]
+    assert all(p.qos == 1 and not p.dup for p in got)
+    # Only the first three (each into an empty window, one at a time) took `deliver`: the
+    # refills after each read of PUBACKs went through the batch's fast path.
+    assert taken == [1, 2, 3]
+    route = fast.world.hub._plain_routes["a/b"]
+    assert route.acked_version == fast.vhost.routing_version
+    assert [q.name for q in route.acked_targets] == ["mqtt-subscription-c1"]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(steps=st.lists(op, max_size=30))
+def test_any_sequence_on_the_fast_paths_matches_the_general_paths(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    fast, oracle = both(steps, max_inflight=3)
+    assert fast.observed() == oracle.observed()

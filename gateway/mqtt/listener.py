@@ -82,7 +82,7 @@ class MqttProtocol(MachineProtocol):
             # event list and the general decoder (issue 7, S6: the per-message latency).
             single = conn.receive_qos0(data, self.clock()) if data[0] == 0x30 else None
             if single is not None:
-                handler.on_single_qos0(single[0], single[1])
+                handler.on_single_qos0(single[0], single[1], data)
             else:
                 if conn.protocol_level is not None:
                     events = conn.receive_data(data, self.clock())
@@ -127,6 +127,13 @@ class MqttProtocol(MachineProtocol):
         elif not self._marked:  # `_output_ready`, inlined: once per delivery at low rates
             self._marked = True
             self.flusher.mark(self)
+
+    def write_now(self, packet: bytes) -> bool:
+        conn, transport = self.conn, self.transport
+        if transport is None or self._closing or conn is None or conn.pending_chunks:
+            return False
+        transport.write(packet)  # uvloop tries the socket at once; back-pressure as any write
+        return True
 
     # -- MachineProtocol hooks ---------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from gateway.bridge.convert import (
     remaining_expiry,
 )
 from gateway.core.consumers import Delivery
+from gateway.mqtt.connection_states import ConnectionState
 from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_5, Properties
 from gateway.mqtt.topics import matches
 
@@ -42,6 +43,8 @@ _MATCH_CACHE_LIMIT = 4096
 # (the others wait in the same buffer) and, for its early flush of a large backlog
 # (FLUSH_EARLY_CHUNKS), now and then after that: whenever the chunk count is a multiple of 64.
 _TELL_EVERY = 63
+CONNECTED = ConnectionState.CONNECTED
+_NO_LIMIT = 1 << 62  # no Maximum Packet Size from the client
 _new_outbound = object.__new__
 
 
@@ -297,12 +300,15 @@ class SessionDelivery:
             topic = hub.translator.routing_key_to_topic(message.routing_key)
         return self._forward_qos0(handler, view, topic, message.body, annotations.get(A_CLIENT))
 
-    def deliver_packet(self, queue: Queue, packet: tuple[str, bytes, str, MqttView]) -> bool:
+    def deliver_packet(
+        self, queue: Queue, packet: tuple[str, bytes, str, MqttView, bytes | None, int]
+    ) -> bool:
         """`deliver_direct` of a plain QoS 0 PUBLISH that no ``Message`` was built for
         (core/routing.py `offer_packet`): ``packet`` is the hub's ``(topic, payload, publisher
-        client id, view)``, the view one of `plain_views(topic)` that `hub.view_of` would give
-        its message (the hub sends packets only when no mapping rule or rabbitmq topic mode
-        could make them differ)."""
+        client id, view, raw, raw level)``, the view one of `plain_views(topic)` that
+        `hub.view_of` would give its message (the hub sends packets only when no mapping rule
+        or rabbitmq topic mode could make them differ); ``raw``, when not None, the whole
+        PUBLISH as the publisher sent it at protocol level ``raw level``."""
         handler = self.handler
         if handler is None:
             return False
@@ -311,14 +317,19 @@ class SessionDelivery:
                 return False
             queue.dropped += 1
             return True
-        topic, body, sender, view = packet
+        topic, body, sender, view, raw, raw_level = packet
+        if raw is not None and raw_level == handler.protocol_level:
+            return self._forward_qos0(handler, view, topic, body, sender, raw)
         return self._forward_qos0(handler, view, topic, body, sender)
 
     def _forward_qos0(
-        self, handler: ClientHandler, view: MqttView, topic: str, body: bytes, sender: object
-    ) -> bool:
+        self, handler: ClientHandler, view: MqttView, topic: str, body: bytes, sender: object,
+        raw: bytes | None = None,
+    ) -> bool:  # fmt: skip
         """The QoS 0 forward of `deliver_direct` once the message is known to fit it: match,
-        No Local (``sender`` is the publisher's client id), header, append."""
+        No Local (``sender`` is the publisher's client id), header, append. ``raw``: the
+        PUBLISH as its publisher sent it, in this client's protocol level, written as it is
+        when nothing about it is per subscriber and nothing is queued before it."""
         cache = self._match_cache
         cached = None if cache is None else cache.get(topic)
         if cached is None:
@@ -344,6 +355,17 @@ class SessionDelivery:
             # Something per subscriber (an outbound Topic Alias, Subscription Identifiers).
             sent = handler.send_publish(view.topic, body, 0, retain, False, None, props)
         else:
+            if (
+                raw is not None
+                and not retain
+                and conn.state is CONNECTED
+                and (conn.client_maximum_packet_size or _NO_LIMIT) >= len(raw)
+                and handler.owner.write_now(raw)
+            ):
+                # The publisher's own bytes, unchanged: a plain QoS 0 PUBLISH without RETAIN
+                # is what this subscriber would be sent (issue 7, S6).
+                self.hub.stats["delivered"] += 1
+                return True
             # The header the view caches per payload size, RETAIN and version: the bytes the
             # publisher sent, with the QoS 0 flags, encoded once for a whole fan-out
             # (DESIGN.md section 9).

@@ -85,6 +85,11 @@ class HandlerOwner(Protocol):
     def output_ready(self) -> None:
         """The connection has output queued: flush it (now or at the end of the loop turn)."""
 
+    def write_now(self, packet: bytes) -> bool:
+        """Write one whole packet for the client at once, past the connection's buffer, if
+        nothing waits in that buffer before it; False when it cannot (the caller queues it).
+        A lone QoS 0 PUBLISH is forwarded as the publisher's bytes this way (issue 7, S6)."""
+
     def close_transport(self) -> None:
         """Close once what is queued has been written."""
 
@@ -265,9 +270,10 @@ class ClientHandler:
         if hits:
             self._flow_hit()
 
-    def on_single_qos0(self, topic: str, payload: bytes) -> None:
-        """`handle_events` of a read that was one plain QoS 0 PUBLISH (from
-        `MqttConnection.receive_qos0`): routed, with no answer and no acks to batch (S6)."""
+    def on_single_qos0(self, topic: str, payload: bytes, raw: bytes) -> None:
+        """`handle_events` of a read that was one plain QoS 0 PUBLISH, ``raw`` (from
+        `MqttConnection.receive_qos0`): routed, with no answer and no acks to batch; its
+        subscribers of the same protocol level may be sent ``raw`` itself (S6)."""
         hub = self.hub
         hits = hub.broker.flow.hits
         if hits:
@@ -275,7 +281,7 @@ class ClientHandler:
         if self.closed:
             return
         try:
-            hub.route_plain(topic, payload, self.client_id, 0)
+            hub.route_plain(topic, payload, self.client_id, 0, raw, self.protocol_level)
         except (PublishRefused, CoreError):
             hub.stats["refused"] += 1  # dropped silently, as publish_refused does for QoS 0
         if hits:

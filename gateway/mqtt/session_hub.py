@@ -465,11 +465,16 @@ class MqttHub(HubRetained):
             self.stats["unroutable"] += 1
         return outcome
 
-    def route_plain(self, topic: str, payload: bytes, client_id: str, qos: int) -> int:
+    def route_plain(
+        self, topic: str, payload: bytes, client_id: str, qos: int,
+        raw: bytes | None = None, raw_level: int = 0,
+    ) -> int:  # fmt: skip
         """`route_publish` of a PUBLISH without DUP, RETAIN or properties. QoS 0 to queues
         whose direct sinks forward the publisher's bytes (clean-session QoS 0 subscribers)
         builds no ``Message``: the queues come from the route cached for the topic while the
-        vhost's routing is unchanged, the first one that needs a ``Message`` gets one."""
+        vhost's routing is unchanged, the first one that needs a ``Message`` gets one. ``raw``:
+        the whole PUBLISH as the publisher sent it (protocol level ``raw_level``), which a
+        subscriber of that level may be sent as it is (`SessionDelivery.deliver_packet`)."""
         plain = self._plain_routes.get(topic)
         if plain is None:  # not seen yet, or not on the default path: the full way
             # (Routing never reads the packet id.)
@@ -482,7 +487,9 @@ class MqttHub(HubRetained):
             if not targets:
                 self.stats["unroutable"] += 1
                 return UNROUTABLE
-            start = offer_packet(targets, (topic, payload, client_id, plain.views[0]))
+            start = offer_packet(
+                targets, (topic, payload, client_id, plain.views[0], raw, raw_level)
+            )
             if start == len(targets):
                 return ACCEPTED
             message = message_from_plain_publish(

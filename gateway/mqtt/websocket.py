@@ -48,6 +48,9 @@ class _WsConnection:
     def output_ready(self) -> None:
         self._has_output.set()
 
+    def write_now(self, packet: bytes) -> bool:
+        return False  # every write is a WebSocket frame, sent by `writer`
+
     def close_transport(self) -> None:
         self._closing = True
         self._has_output.set()

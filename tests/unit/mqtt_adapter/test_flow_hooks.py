@@ -83,6 +83,9 @@ class _ShellWithoutFlowControl:
     def output_ready(self) -> None:
         pass
 
+    def write_now(self, packet: bytes) -> bool:
+        return False
+
     def close_transport(self) -> None:
         pass
 

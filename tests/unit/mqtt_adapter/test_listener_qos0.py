@@ -57,9 +57,9 @@ class SingleReads:
         self.single = self.events = 0
         on_single, handle_events = ClientHandler.on_single_qos0, ClientHandler.handle_events
 
-        def counted_single(handler: ClientHandler, topic: str, payload: bytes) -> None:
+        def counted_single(handler: ClientHandler, topic: str, payload: bytes, raw: bytes) -> None:
             self.single += 1
-            on_single(handler, topic, payload)
+            on_single(handler, topic, payload, raw)
 
         def counted_events(handler: ClientHandler, events: list[object]) -> None:
             self.events += 1
@@ -185,3 +185,111 @@ def test_anything_else_in_the_read_takes_the_event_list(monkeypatch: pytest.Monk
     assert (reads.single, reads.events) == (0, 2)
     assert pub_out.written == [b"\xd0\x00"]  # PINGRESP
     assert sub_out.written == [encode(plain("mixed/t", b"x"), MQTT_5), encode(with_props, MQTT_5)]
+
+
+# -- the publisher's own bytes (SessionDelivery.deliver_packet with `raw`) ------------------
+
+
+def warm_up(pub: MqttProtocol, topic: str, version: int) -> None:
+    """The first PUBLISH to a topic checks its name, the second finds its queues: from the
+    third on a lone PUBLISH goes the cached route as packets (MqttHub.route_plain)."""
+    for _ in range(2):
+        pub.data_received(encode(plain(topic, b"warm"), version))
+
+
+def connect_as(
+    listener: Listener, client_id: str, version: int, props: Properties = EMPTY_PROPERTIES
+) -> tuple[MqttProtocol, FakeTransport]:
+    protocol, transport = listener.accept()
+    packet = Connect(client_id, version, keep_alive=60, properties=props)
+    protocol.data_received(encode(packet, version))
+    assert transport.written[-1][:1] == b"\x20"
+    transport.written.clear()
+    return protocol, transport
+
+
+@pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
+def test_a_subscriber_of_the_publishers_level_is_written_the_publishers_bytes(
+    version: int,
+) -> None:
+    listener = Listener()
+    same, same_out = client(listener, "raw-same", version)
+    subscribe(same, same_out, "raw/#", version)
+    other_level = MQTT_5 if version == MQTT_3_1_1 else MQTT_3_1_1
+    other, other_out = client(listener, "raw-other", other_level)
+    subscribe(other, other_out, "raw/#", other_level)
+    pub, _ = client(listener, "raw-pub", version)
+    warm_up(pub, "raw/t", version)
+    same_out.written.clear()
+    other_out.written.clear()
+    data = encode(plain("raw/t", b"as sent"), version)
+    pub.data_received(data)
+    assert same_out.written == [data]
+    assert same_out.written[0] is data  # written as read: not decoded and encoded again
+    assert other_out.written == [encode(plain("raw/t", b"as sent"), other_level)]
+
+
+def test_output_queued_before_a_lone_publish_keeps_its_place() -> None:
+    listener = Listener()
+    sub, sub_out = client(listener, "order-sub", MQTT_3_1_1)
+    subscribe(sub, sub_out, "order/#", MQTT_3_1_1)
+    pub, _ = client(listener, "order-pub", MQTT_3_1_1)
+    warm_up(pub, "order/t", MQTT_3_1_1)
+    sub_out.written.clear()
+    assert sub.conn is not None
+    # Something queued for the subscriber earlier in this loop turn, to be written at its end.
+    sub.conn.send_encoded(b"\xd0\x00", b"")  # (a PINGRESP)
+    sub.output_ready()
+    data = encode(plain("order/t", b"after it"), MQTT_3_1_1)
+    pub.data_received(data)
+    assert b"".join(sub_out.written) == b"\xd0\x00" + data
+
+
+CONFIGS = [
+    (MQTT_3_1_1, EMPTY_PROPERTIES, {}),
+    (MQTT_3_1_1, EMPTY_PROPERTIES, {"retain_as_published": True}),
+    (MQTT_5, EMPTY_PROPERTIES, {}),
+    (MQTT_5, EMPTY_PROPERTIES, {"no_local": True}),
+    (MQTT_5, Properties(topic_alias_maximum=5), {}),
+    (MQTT_5, Properties(maximum_packet_size=30), {}),  # the 40-byte payload does not fit
+    (MQTT_5, Properties(maximum_packet_size=200), {}),
+]
+
+
+def world_of_subscribers(paused: int | None) -> tuple[Listener, list[FakeTransport]]:
+    listener = Listener()
+    outs = []
+    for i, (version, props, opts) in enumerate(CONFIGS):
+        protocol, out = connect_as(listener, f"cfg-{i}", version, props)
+        subscribe(protocol, out, "cfg/#", version, **opts)
+        if i == paused:
+            protocol.pause_writing()  # the socket's buffer is full: its session takes nothing
+        outs.append(out)
+    return listener, outs
+
+
+@pytest.mark.parametrize("pub_version", [MQTT_3_1_1, MQTT_5])
+@pytest.mark.parametrize("paused", [None, 0, 2])
+def test_every_subscriber_gets_what_the_event_list_would_give_it(
+    pub_version: int, paused: int | None
+) -> None:
+    # Two gateways: the same lone PUBLISHes, read alone (the single-PUBLISH path, raw bytes
+    # where they fit) or each with a PINGREQ behind it (the event list, the oracle).
+    seen = []
+    for alone in (True, False):
+        listener, outs = world_of_subscribers(paused)
+        pub, _ = client(listener, "cfg-pub", pub_version)
+        warm_up(pub, "cfg/t", pub_version)
+        for payload in (b"first", b"second", b"x" * 40):
+            data = encode(plain("cfg/t", payload), pub_version)
+            pub.data_received(data if alone else data + encode(PingReq(), pub_version))
+        hub = listener.world.hub
+        seen.append(([b"".join(out.written) for out in outs], hub.stats["delivered"]))
+    assert seen[0] == seen[1]
+    got = seen[0][0]
+    if paused != 0:
+        assert got[0].endswith(encode(plain("cfg/t", b"x" * 40), MQTT_3_1_1))
+    # Maximum Packet Size 30: the warm-ups, "first" and "second", not the 51-byte one.
+    assert got[5] == b"".join(
+        encode(plain("cfg/t", p), MQTT_5) for p in (b"warm", b"warm", b"first", b"second")
+    )

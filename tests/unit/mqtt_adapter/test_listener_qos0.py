@@ -32,10 +32,15 @@ def plain(topic: str, payload: bytes) -> Publish:
 
 
 def client(
-    listener: Listener, client_id: str, version: int = MQTT_3_1_1, keep_alive: int = 60
+    listener: Listener,
+    client_id: str,
+    version: int = MQTT_3_1_1,
+    keep_alive: int = 60,
+    props: Properties = EMPTY_PROPERTIES,
 ) -> tuple[MqttProtocol, FakeTransport]:
     protocol, transport = listener.accept()
-    protocol.data_received(encode(Connect(client_id, version, keep_alive=keep_alive), version))
+    connect = Connect(client_id, version, keep_alive=keep_alive, properties=props)
+    protocol.data_received(encode(connect, version))
     assert transport.written[-1][:1] == b"\x20"
     transport.written.clear()
     return protocol, transport
@@ -197,17 +202,6 @@ def warm_up(pub: MqttProtocol, topic: str, version: int) -> None:
         pub.data_received(encode(plain(topic, b"warm"), version))
 
 
-def connect_as(
-    listener: Listener, client_id: str, version: int, props: Properties = EMPTY_PROPERTIES
-) -> tuple[MqttProtocol, FakeTransport]:
-    protocol, transport = listener.accept()
-    packet = Connect(client_id, version, keep_alive=60, properties=props)
-    protocol.data_received(encode(packet, version))
-    assert transport.written[-1][:1] == b"\x20"
-    transport.written.clear()
-    return protocol, transport
-
-
 @pytest.mark.parametrize("version", [MQTT_3_1_1, MQTT_5])
 def test_a_subscriber_of_the_publishers_level_is_written_the_publishers_bytes(
     version: int,
@@ -260,7 +254,7 @@ def world_of_subscribers(paused: int | None) -> tuple[Listener, list[FakeTranspo
     listener = Listener()
     outs = []
     for i, (version, props, opts) in enumerate(CONFIGS):
-        protocol, out = connect_as(listener, f"cfg-{i}", version, props)
+        protocol, out = client(listener, f"cfg-{i}", version, props=props)
         subscribe(protocol, out, "cfg/#", version, **opts)
         if i == paused:
             protocol.pause_writing()  # the socket's buffer is full: its session takes nothing

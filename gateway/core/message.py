@@ -12,6 +12,8 @@ from gateway.core.errors import PreconditionFailed
 MAX_EXPIRY_MS = 4294967295
 
 _next_id = itertools.count(1).__next__
+# The id source of every Message, for an adapter that fills a Message's slots itself.
+next_message_id = _next_id
 
 
 @dataclass(frozen=True, slots=True)

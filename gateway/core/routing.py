@@ -221,6 +221,10 @@ def offer_rest(vh: VirtualHost, queues: tuple[Queue, ...], start: int, message: 
     """``publish_outcome``'s offers from ``queues[start]`` on (the earlier ones took their
     packet): :data:`ACCEPTED` or :data:`REFUSED`."""
     now = vh._clock()
+    if not start and len(queues) == 1:
+        # One queue (a QoS 1 PUBLISH to one MQTT subscriber): no slice, no loop.
+        queue = queues[0]
+        return ACCEPTED if queue._offer(message, now) or queue.deleted else REFUSED
     outcome = ACCEPTED
     for queue in queues[start:]:
         if not queue._offer(message, now) and not queue.deleted:

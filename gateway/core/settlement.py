@@ -80,12 +80,13 @@ def ack_each(deliveries: Iterable[Delivery]) -> None:
         if delivery.queue is not queue:
             queue = delivery.queue
             queue_unacked = queue._unacked
-            observers = queue._broker.observers if queue.durable else None
+            broker = queue._broker
+            observers = broker.observers if queue.durable else None
         entry = delivery.entry
         seq = entry.seq
         queue_unacked.pop(seq, None)
         message = entry.message
-        queue._broker.queued_bytes -= len(message.body)
+        broker.queued_bytes -= len(message.body)
         if observers is not None and message.persistent:
             for observer in observers:
                 observer.on_removed(queue, entry)

@@ -87,6 +87,15 @@ class ConnectionOutput:
             out.append(payload)
         return len(out)
 
+    def publish_buffer(self) -> list[bytes] | None:
+        """The list `data_to_send` drains, when a PUBLISH of any size may be appended to it
+        as `send_encoded` would (CONNECTED, no client Maximum Packet Size): a batch sender
+        appends header and payload (when not empty) itself. None otherwise; ask again after
+        anything that may have changed the connection's state."""
+        if self.state is _S.CONNECTED and self.client_maximum_packet_size is None:
+            return self._out
+        return None
+
     @property
     def pending_chunks(self) -> int:
         """Buffers queued for `data_to_send` (a header and a payload per PUBLISH)."""

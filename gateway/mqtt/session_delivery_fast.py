@@ -59,6 +59,9 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
     queue = core.queue
     conn = handler.conn
     send_encoded = conn.send_encoded
+    # `send_encoded` without the call while the connection allows it; asked again after
+    # every call out of this loop (`on_output`, `deliver`, `_drop`).
+    buffer = conn.publish_buffer()
     on_output = handler.on_output
     deliver = session.deliver
     view_of = hub.view_of
@@ -87,9 +90,9 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
             built = annotations.get(A_VIEW)
             hit = None
             if (
-                isinstance(built, MqttView)
+                translator is not None
+                and isinstance(built, MqttView)
                 and built.translator is translator
-                and translator is not None
                 and built.routing_key == message.routing_key
                 and A_RETAINED_FOR not in annotations
                 and A_TOPIC in annotations
@@ -108,12 +111,14 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
             else:
                 if A_RETAINED_FOR in annotations:
                     deliver(delivery)
+                    buffer = conn.publish_buffer()
                     continue
                 if not plain:
                     view = view_of(message)
                 topic = view.topic
                 if A_TOPIC not in annotations and not _valid_topic_name(topic):
                     deliver(delivery)
+                    buffer = conn.publish_buffer()
                     continue
                 cache = session._match_cache
                 cached = None if cache is None else cache.get(topic)
@@ -125,6 +130,7 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
                     match = cached[1]
                 if match is None:
                     deliver(delivery)  # dropped there, counted
+                    buffer = conn.publish_buffer()
                     continue
                 view_qos = view.qos
                 qos = match.qos if match.qos < view_qos else view_qos
@@ -138,6 +144,7 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
                     )
                 ):
                     deliver(delivery)  # QoS 0, or per-subscriber MQTT 5 properties
+                    buffer = conn.publish_buffer()
                     continue
                 if not v5:
                     props = EMPTY_PROPERTIES
@@ -156,15 +163,23 @@ def deliver_many(session: Session, deliveries: list[Delivery]) -> None:
                     if found is not None:
                         known[id(view)] = (view, size, qos, retain, props, *found)
             session._next_packet_id = packet_id + 1 if packet_id < 0xFFFF else 1
-            queued = send_encoded(header, body)
-            if not queued:
-                # Larger than the client's Maximum Packet Size: discarded as if delivered
-                # [MQTT-3.1.2-25].
-                session._drop(delivery)
-                continue
+            if buffer is not None:
+                buffer.append(header)
+                if body:
+                    buffer.append(body)
+                queued = len(buffer)
+            else:
+                queued = send_encoded(header, body)
+                if not queued:
+                    # Larger than the client's Maximum Packet Size: discarded as if delivered
+                    # [MQTT-3.1.2-25].
+                    session._drop(delivery)
+                    buffer = conn.publish_buffer()
+                    continue
             delivered += 1
             if queued <= 2 or not queued & _TELL_EVERY:
                 on_output()
+                buffer = conn.publish_buffer()
             out: Outbound = _new_outbound(Outbound)
             out.packet_id = packet_id
             out.topic = view.topic

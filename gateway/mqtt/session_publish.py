@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.core.errors import CoreError
-from gateway.core.routing import REFUSED, UNROUTABLE
+from gateway.core.routing import ACCEPTED, REFUSED, UNROUTABLE
 from gateway.mqtt.codec import PlainPublish, PlainPublishQos1
 from gateway.mqtt.packets import (
     EMPTY_PROPERTIES,
@@ -56,6 +56,9 @@ def on_plain_qos1(handler: ClientHandler, topic: str, payload: bytes, packet_id:
     except (PublishRefused, CoreError) as exc:
         publish = make_publish(topic, payload, 1, False, False, packet_id, EMPTY_PROPERTIES)
         _refused(handler, publish, exc)
+        return
+    if outcome == ACCEPTED and barrier is None and not handler.held:
+        handler.conn.send_puback(packet_id, 0)  # the common case: nothing to wait for
         return
     if outcome == REFUSED:
         _rejected(handler, 1, packet_id)

@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.bridge.convert import (
+    A_VIEW,
     MqttView,
     message_from_plain_publish,
+    message_from_publish,
     mqtt_view,
     plain_views,
     view_function,
@@ -19,7 +21,14 @@ from gateway.bridge.topics import TopicTranslator
 from gateway.core.message import Message
 from gateway.core.message import Properties as AmqpProperties
 from gateway.mqtt.codec import encode_publish_header, publish_header_parts
-from gateway.mqtt.packets import EMPTY_PROPERTIES, MQTT_3_1, MQTT_3_1_1, MQTT_5, Properties
+from gateway.mqtt.packets import (
+    EMPTY_PROPERTIES,
+    MQTT_3_1,
+    MQTT_3_1_1,
+    MQTT_5,
+    Properties,
+    make_publish,
+)
 from tests.unit.mqtt.strategies import properties, topic_names
 
 STRICT = TopicTranslator("strict")
@@ -131,3 +140,53 @@ def test_amqp_origin_messages_get_what_mqtt_view_gives() -> None:
     got = view_function(STRICT)(message)
     assert got == mqtt_view(message, STRICT)
     assert (got.topic, got.qos, got.properties.content_type) == ("k/v", 1, "t")
+
+
+_SLOTS = ("exchange", "routing_key", "body", "raw_properties", "persistent", "expiration_ms")
+
+
+@pytest.mark.parametrize("qos", [0, 1, 2])
+@pytest.mark.parametrize("retain", [False, True])
+def test_a_plain_publish_message_is_the_general_paths_message(qos: int, retain: bool) -> None:
+    # `message_from_plain_publish` fills the Message's slots itself: the same message as
+    # `message_from_publish` of the same PUBLISH, and as the keyword constructor makes.
+    topic = "dev/7/t"
+    views = plain_views(topic, STRICT)
+    fast = message_from_plain_publish(
+        "amq.topic", "dev.7.t", topic, b"pay", qos, retain, "c1", views
+    )
+    publish = make_publish(topic, b"pay", qos, retain, False, 1 if qos else None, EMPTY_PROPERTIES)
+    general = message_from_publish(
+        publish, exchange="amq.topic", routing_key="dev.7.t", client_id="c1", translator=STRICT
+    )
+    keyword = Message(
+        "amq.topic",
+        "dev.7.t",
+        b"pay",
+        properties=general.properties,
+        annotations=dict(fast.annotations),
+        persistent=qos > 0,
+    )
+    for other in (general, keyword):
+        assert [getattr(fast, name) for name in _SLOTS] == [getattr(other, name) for name in _SLOTS]
+        assert fast.properties == other.properties
+    assert fast.properties.delivery_mode == (2 if qos else 1)
+    assert fast.persistent is (qos > 0)
+    assert fast.expiration_ms is None
+    assert fast.properties is fast.properties  # shared, not decoded per access
+    view = fast.annotations.pop(A_VIEW)
+    assert view is views[qos * 2 + retain]
+    assert isinstance(view, MqttView)
+    general_view = general.annotations.pop(A_VIEW)
+    assert isinstance(general_view, MqttView)
+    assert (view.topic, view.qos, view.retain) == (general_view.topic, qos, retain)
+    assert fast.annotations == general.annotations
+    # Ids keep counting across both ways of building.
+    assert general.id < keyword.id
+    assert fast.id != general.id
+    assert (
+        message_from_plain_publish(
+            "amq.topic", "dev.7.t", topic, b"pay", qos, retain, "c1", views
+        ).id
+        > keyword.id
+    )

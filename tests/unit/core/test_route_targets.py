@@ -155,3 +155,23 @@ def test_offer_rest_offers_the_message_from_start_on() -> None:
     assert (a.message_count, consumer.bodies) == (0, [b"m"])
     assert offer_rest(vhost, (a, full), 0, message) == REFUSED
     assert a.message_count == 1
+
+
+def test_offer_rest_to_one_queue_answers_as_the_loop_over_several() -> None:
+    # The one-queue shortcut against the general loop: the same outcome and the same effect.
+    _, vhost, _ = make_broker()
+    vhost.declare_queue("a")
+    vhost.declare_queue("full", arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    vhost.declare_queue("gone")
+    a, full, gone = vhost.queue("a"), vhost.queue("full"), vhost.queue("gone")
+    vhost.delete_queue("gone")
+    assert offer_rest(vhost, (a,), 0, msg(b"1", "k")) == ACCEPTED
+    assert offer_rest(vhost, (a, a), 1, msg(b"2", "k")) == ACCEPTED  # via the loop
+    assert a.message_count == 2
+    assert offer_rest(vhost, (full,), 0, msg(b"3", "k")) == REFUSED
+    assert offer_rest(vhost, (a, full), 1, msg(b"3", "k")) == REFUSED
+    assert full.message_count == 0
+    # A queue deleted since the route was cached takes nothing and refuses nothing.
+    assert offer_rest(vhost, (gone,), 0, msg(b"4", "k")) == ACCEPTED
+    assert offer_rest(vhost, (a, gone), 1, msg(b"4", "k")) == ACCEPTED
+    assert a.message_count == 2

@@ -21,6 +21,7 @@ from gateway.mqtt.connection import MqttConnection
 from gateway.mqtt.packets import (
     MQTT_5,
     Packet,
+    Properties,
     PubAck,
     Publish,
 )
@@ -163,3 +164,36 @@ class Client(PacketClient):
     def publish_acked(self, topic: str, payload: bytes = b"x", **kw: Any) -> PubAck:
         self.publish(topic, payload, 1, **kw)
         return self.expect(PubAck)
+
+
+# (client id, protocol level, clean start, Maximum Packet Size or None)
+ClientSpec = tuple[str, int, bool, int | None]
+
+
+class ScriptedRun:
+    """One world driven by scripted operations against twin worlds (a fast path and its
+    oracle): clients are made on first use from ``specs`` by index (again after a drop), and
+    `log` is everything anybody observed."""
+
+    def __init__(self, specs: tuple[ClientSpec, ...], **world_settings: Any) -> None:
+        self.specs = specs
+        self.world = World(**world_settings)
+        self.vhost = self.world.broker.vhost("/")
+        self.vhost.declare_queue("amqp")
+        self.clients: dict[int, Client] = {}
+        self.log: list[object] = []
+        self.packet_id = 0
+
+    def client(self, index: int) -> Client:
+        client = self.clients.get(index)
+        if client is None or client.transport_closed:
+            client_id, version, clean, max_size = self.specs[index]
+            client = self.world.client(version)
+            props = Properties()
+            if max_size and version == MQTT_5:
+                props = Properties(maximum_packet_size=max_size)
+            self.log.append(
+                ("connack", index, client.connect(client_id, clean=clean, properties=props))
+            )
+            self.clients[index] = client
+        return client

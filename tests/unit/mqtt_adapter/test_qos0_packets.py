@@ -17,12 +17,11 @@ from gateway.mqtt import session_hub
 from gateway.mqtt.packets import MQTT_3_1_1, MQTT_5, Properties, Publish, Unsubscribe
 from gateway.mqtt.session import Session
 
-from .harness import Client, World
+from .harness import ClientSpec, ScriptedRun
 
 TOPICS = ("a/b", "a/b", "x/y", "$s/t")
 FILTERS = ("a/#", "a/b", "+/+", "#", "$s/#")
-# (client id, version, clean start, Maximum Packet Size)
-CLIENTS = (
+CLIENTS: tuple[ClientSpec, ...] = (
     ("c0", MQTT_5, True, None),
     ("c1", MQTT_3_1_1, True, None),
     ("c2", MQTT_5, True, 24),  # too small for the longer payloads
@@ -60,32 +59,13 @@ op = st.one_of(
 )
 
 
-class Run:
+class Run(ScriptedRun):
     """One world driven by a list of operations; `log` is everything anybody observed."""
 
     def __init__(self, *, packets: bool, **world_settings: Any) -> None:
-        self.world = World(**world_settings)
+        super().__init__(CLIENTS, **world_settings)
         if not packets:
             self.world.hub._qos0_packets = False  # the oracle: the full path every time
-        self.vhost = self.world.broker.vhost("/")
-        self.vhost.declare_queue("amqp")
-        self.clients: dict[int, Client] = {}
-        self.log: list[object] = []
-        self.packet_id = 0
-
-    def client(self, index: int) -> Client:
-        client = self.clients.get(index)
-        if client is None or client.transport_closed:
-            client_id, version, clean, max_size = CLIENTS[index]
-            client = self.world.client(version)
-            props = Properties(maximum_packet_size=max_size) if max_size else Properties()
-            if version != MQTT_5:
-                props = Properties()
-            self.log.append(
-                ("connack", index, client.connect(client_id, clean=clean, properties=props))
-            )
-            self.clients[index] = client
-        return client
 
     def apply(self, step: tuple[Any, ...]) -> None:
         kind = step[0]

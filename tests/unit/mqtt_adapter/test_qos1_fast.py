@@ -22,12 +22,11 @@ from gateway.mqtt.packets import MQTT_3_1_1, MQTT_5, Properties, PubAck, Publish
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_delivery import SessionDelivery
 
-from .harness import Client, World
+from .harness import Client, ClientSpec, ScriptedRun
 
 TOPICS = ("a/b", "a/c", "x/y", "$s/t")
 FILTERS = ("a/#", "a/b", "+/+", "#", "$s/#")
-# (client id, version, clean start, Maximum Packet Size)
-CLIENTS = (
+CLIENTS: tuple[ClientSpec, ...] = (
     ("c0", MQTT_5, True, None),
     ("c1", MQTT_3_1_1, True, None),
     ("c2", MQTT_5, True, 30),  # too small for the longer payloads
@@ -78,20 +77,15 @@ def _no_route(*args: object) -> None:
     return None
 
 
-class Run:
+class Run(ScriptedRun):
     """One world driven by a list of operations; `log` is everything anybody observed.
     ``fast=False`` makes the general paths run instead of the fast ones (the oracle)."""
 
     def __init__(self, *, fast: bool, **world_settings: Any) -> None:
+        super().__init__(CLIENTS, **world_settings)
         self.fast = fast
-        self.world = World(**world_settings)
-        self.vhost = self.world.broker.vhost("/")
-        self.vhost.declare_queue("amqp")
-        self.clients: dict[int, Client] = {}
         # Per client: the packet ids of QoS 1 PUBLISHes received and not acked yet.
         self.unacked: dict[int, list[int]] = {}
-        self.log: list[object] = []
-        self.packet_id = 0
 
     def apply(self, step: tuple[Any, ...]) -> None:
         if self.fast:
@@ -104,18 +98,10 @@ class Run:
             self._apply(step)
 
     def client(self, index: int) -> Client:
-        client = self.clients.get(index)
-        if client is None or client.transport_closed:
-            client_id, version, clean, max_size = CLIENTS[index]
-            client = self.world.client(version)
-            props = Properties(maximum_packet_size=max_size) if max_size else Properties()
-            if version != MQTT_5:
-                props = Properties()
-            self.log.append(
-                ("connack", index, client.connect(client_id, clean=clean, properties=props))
-            )
-            self.clients[index] = client
-            self.unacked[index] = []
+        before = self.clients.get(index)
+        client = super().client(index)
+        if client is not before:
+            self.unacked[index] = []  # a new connection: nothing received on it yet
         return client
 
     def _apply(self, step: tuple[Any, ...]) -> None:

@@ -114,7 +114,7 @@ class MqttProtocol(MachineProtocol):
             self.flush()
         self.flusher.flush_marked()
 
-    # -- HandlerOwner (session_handler.py): the handler holds this protocol, not callbacks ------
+    # -- HandlerOwner (session_owner.py): the handler holds this protocol, not callbacks --------
 
     can_pause_reading = True
 

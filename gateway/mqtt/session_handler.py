@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
@@ -56,6 +56,7 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_acks import Held, HeldAcks
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
+from gateway.mqtt.session_owner import HandlerOwner
 from gateway.mqtt.session_publish import (
     on_plain_publish,
     on_plain_qos1,
@@ -65,39 +66,9 @@ from gateway.mqtt.session_publish import (
 )
 from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
 
-__all__ = ["ClientHandler", "shared_queue_name"]
+__all__ = ["ClientHandler", "HandlerOwner", "shared_queue_name"]
 
 _SUCCESS = ReasonCode.SUCCESS
-
-
-class HandlerOwner(Protocol):
-    """The shell a handler runs in (the TCP listener, the WebSocket endpoint, a test harness).
-
-    One reference to the owner instead of four bound-method callbacks: each of those is a
-    64-byte object kept per connection, most of them idle (issue 7, S7).
-    """
-
-    @property
-    def can_pause_reading(self) -> bool:
-        """False for a shell that cannot stop reading: flow control then leaves publishers
-        to queue limits and the memory alarm."""
-
-    def output_ready(self) -> None:
-        """The connection has output queued: flush it (now or at the end of the loop turn)."""
-
-    def write_now(self, packet: bytes) -> bool:
-        """Write one whole packet for the client at once, past the connection's buffer, if
-        nothing waits in that buffer before it; False when it cannot (the caller queues it).
-        A lone QoS 0 PUBLISH is forwarded as the publisher's bytes this way (issue 7, S6)."""
-
-    def close_transport(self) -> None:
-        """Close once what is queued has been written."""
-
-    def pause_reading(self) -> None:
-        """Stop reading the client (flow control holds a publisher)."""
-
-    def resume_reading(self) -> None:
-        """Read the client again."""
 
 
 class ClientHandler:

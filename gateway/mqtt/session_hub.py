@@ -12,8 +12,7 @@ import heapq
 import itertools
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from gateway.bridge.convert import (
     MqttView,
@@ -44,6 +43,13 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Outbound, Session, TopicSubscription
 from gateway.mqtt.session_delivery import SessionDelivery
+from gateway.mqtt.session_hub_types import (
+    MqttSettings,
+    PendingWill,
+    PublishRefused,
+    SessionStore,
+    WillStore,
+)
 from gateway.mqtt.session_retained import HubRetained, RetainedValue
 from gateway.store.mqtt_sessions import StoredSession
 
@@ -61,58 +67,6 @@ __all__ = [
 ]
 
 _PLAIN_ROUTES_MAX = 4096  # topics; the cache is cleared when full, which only costs misses
-
-
-@dataclass(frozen=True, slots=True)
-class MqttSettings:
-    """MQTT limits and choices; built by the listener from the config's [mqtt] table."""
-
-    exchange: str = "amq.topic"
-    vhost: str = "/"
-    topic_mode: str = "strict"
-    max_packet_size: int = 1024 * 1024
-    max_inflight: int = 100
-    max_queued_messages: int = 10_000
-    max_connections: int = 100_000
-    max_session_expiry: int = 7 * 86_400
-    topic_alias_maximum: int = 64
-    max_keepalive: int = 65535
-    retained_max_count: int = 100_000
-    retained_max_bytes: int = 256 * 1024 * 1024
-    connect_timeout: float = 10.0
-    # QoS 0 to a clean session whose socket is paused: "block" holds the publishers
-    # (core/flow.py), "drop" drops and counts (the queue's messages_dropped).
-    qos0_overflow: str = "block"
-
-
-class SessionStore(Protocol):
-    def saved(self, session: Session) -> None: ...
-
-    def discarded(self, client_id: str) -> None: ...
-
-    def sent(self, client_id: str, queue: Queue, seq: int, packet_id: int, qos: int) -> None: ...
-
-
-class WillStore(Protocol):
-    def saved(self, client_id: str, will: Will, due: float) -> None: ...
-
-    def discarded(self, client_id: str) -> None: ...
-
-
-class PublishRefused(Exception):
-    """A PUBLISH the gateway will not route; carries the MQTT 5 reason code."""
-
-    def __init__(self, reason_code: ReasonCode, text: str) -> None:
-        super().__init__(text)
-        self.reason_code = reason_code
-        self.text = text
-
-
-@dataclass(slots=True)
-class PendingWill:
-    client_id: str
-    will: Will
-    generation: int
 
 
 class _PlainRoute:

@@ -41,7 +41,7 @@ class _WsConnection:
         self.readable.set()
         self._closing = False
 
-    # -- HandlerOwner (session_handler.py) ---------------------------------------------------
+    # -- HandlerOwner (session_owner.py) -----------------------------------------------------
 
     can_pause_reading = True
 

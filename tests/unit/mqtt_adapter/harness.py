@@ -96,7 +96,7 @@ class Client(PacketClient):
         self.transport_closed = False
         self._inbox: deque[Packet] = deque()
 
-    # -- HandlerOwner (session_handler.py) ---------------------------------------------------
+    # -- HandlerOwner (session_owner.py) -----------------------------------------------------
 
     can_pause_reading = True
 

@@ -71,6 +71,14 @@ def reads(version: int) -> st.SearchStrategy[bytes]:
     )
 
 
+def draw_read(data: st.DataObject) -> tuple[int, bytes]:
+    """A protocol level, with `TOPICS` in the topic cache, and one read for it (`reads`)."""
+    version = data.draw(st.sampled_from(VERSIONS))
+    for topic in TOPICS:
+        seen(version, topic)
+    return version, data.draw(reads(version))
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("topic", TOPICS)
 @pytest.mark.parametrize("size", [0, 64, 127, 128, 16_000])
@@ -112,10 +120,7 @@ def test_what_feed_plain_would_not_make_plain_is_left_alone(version: int) -> Non
 @READS
 @given(st.data())
 def test_feed_qos0_means_what_feed_plain_means(data: st.DataObject) -> None:
-    version = data.draw(st.sampled_from(VERSIONS))
-    for topic in TOPICS:
-        seen(version, topic)
-    read = data.draw(reads(version))
+    version, read = draw_read(data)
     limit = data.draw(st.sampled_from([1 << 20, 100]))
     decoder = PacketDecoder(protocol_level=version, max_packet_size=limit)
     oracle = PacketDecoder(protocol_level=version, max_packet_size=limit)
@@ -139,10 +144,7 @@ def test_feed_qos0_means_what_feed_plain_means(data: st.DataObject) -> None:
 @READS
 @given(st.data())
 def test_receive_qos0_means_what_receive_data_means(data: st.DataObject) -> None:
-    version = data.draw(st.sampled_from(VERSIONS))
-    for topic in TOPICS:
-        seen(version, topic)
-    read = data.draw(reads(version))
+    version, read = draw_read(data)
     fast, oracle = connected(version), connected(version)
     found = fast.receive_qos0(read, 7.0)  # first: the oracle may teach the topic cache a name
     expected = [as_packet(e) for e in oracle.receive_data(read, 7.0)]

@@ -43,7 +43,7 @@ _MATCH_CACHE_LIMIT = 4096
 # (the others wait in the same buffer) and, for its early flush of a large backlog
 # (FLUSH_EARLY_CHUNKS), now and then after that: whenever the chunk count is a multiple of 64.
 _TELL_EVERY = 63
-CONNECTED = ConnectionState.CONNECTED
+_CONNECTED = ConnectionState.CONNECTED
 _NO_LIMIT = 1 << 62  # no Maximum Packet Size from the client
 _new_outbound = object.__new__
 
@@ -318,9 +318,9 @@ class SessionDelivery:
             queue.dropped += 1
             return True
         topic, body, sender, view, raw, raw_level = packet
-        if raw is not None and raw_level == handler.protocol_level:
-            return self._forward_qos0(handler, view, topic, body, sender, raw)
-        return self._forward_qos0(handler, view, topic, body, sender)
+        if raw_level != handler.protocol_level:
+            raw = None  # another version's encoding: the header is made for this client
+        return self._forward_qos0(handler, view, topic, body, sender, raw)
 
     def _forward_qos0(
         self, handler: ClientHandler, view: MqttView, topic: str, body: bytes, sender: object,
@@ -358,7 +358,7 @@ class SessionDelivery:
             if (
                 raw is not None
                 and not retain
-                and conn.state is CONNECTED
+                and conn.state is _CONNECTED
                 and (conn.client_maximum_packet_size or _NO_LIMIT) >= len(raw)
                 and handler.owner.write_now(raw)
             ):

@@ -158,6 +158,11 @@ class MqttConnection(ConnectionOutput):
     def closed(self) -> bool:
         return self.state is _CLOSED
 
+    @property
+    def decoder(self) -> PacketDecoder:
+        """The input decoder, for a `RawFanout` (session_fanout.py) to see it idle."""
+        return self._decoder
+
     # -- input -------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:

@@ -74,6 +74,31 @@ class MqttProtocol(MachineProtocol):
         conn, handler = self.conn, self.handler
         if conn is None or handler is None or self._closing:
             return
+        fanout = handler.raw_fanout
+        if (
+            fanout is not None
+            and data[0] == 0x30
+            and not self.alarm.alarmed
+            and self.hub.broker.queued_bytes <= self.alarm.limit
+        ):
+            # A lone QoS 0 PUBLISH to the topic of the last ones goes where they went when
+            # nothing that decided that has changed (session_fanout.py). It queues nothing
+            # and has no answer: of the steps below it needs only the flush of what it gave
+            # subscribers that could not be written the publisher's bytes at once.
+            flusher = self.flusher
+            flusher.reading = True
+            try:
+                forwarded = fanout.forward(data)
+            except Exception:
+                forwarded = True
+                self._internal_error(conn, handler)
+            finally:
+                flusher.reading = False
+            if forwarded:
+                flusher.flush_marked()
+                if conn.closed:
+                    self._after_read(True)
+                return
         # `_start_read`, inlined: what this read delivers to others waits for its end.
         self._in_receive = self.flusher.reading = True
         single = None
@@ -97,9 +122,7 @@ class MqttProtocol(MachineProtocol):
                                  reason=last.reason_code.name, text=last.text)  # fmt: skip
                     handler.handle_events(events)
         except Exception:
-            log.exception("mqtt.internal_error", client_id=handler.client_id)
-            conn.close()
-            handler.connection_lost()
+            self._internal_error(conn, handler)
         finally:
             self._in_receive = self.flusher.reading = False  # `_stop_read`
         # One int comparison per read unless the alarm is raised.
@@ -113,6 +136,11 @@ class MqttProtocol(MachineProtocol):
         if conn.pending_chunks:
             self.flush()
         self.flusher.flush_marked()
+
+    def _internal_error(self, conn: MqttConnection, handler: ClientHandler) -> None:
+        log.exception("mqtt.internal_error", client_id=handler.client_id)
+        conn.close()
+        handler.connection_lost()
 
     # -- HandlerOwner (session_owner.py): the handler holds this protocol, not callbacks --------
 

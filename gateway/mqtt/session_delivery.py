@@ -320,7 +320,13 @@ class SessionDelivery:
         topic, body, sender, view, raw, raw_level = packet
         if raw_level != handler.protocol_level:
             raw = None  # another version's encoding: the header is made for this client
-        return self._forward_qos0(handler, view, topic, body, sender, raw)
+        taken = self._forward_qos0(handler, view, topic, body, sender, raw)
+        written = self.hub.raw_written
+        if written is not None and taken:
+            # Recorded for a `RawFanout` (session_fanout.py): the queue took the packet, after
+            # this session if it wrote the publisher's bytes (`_forward_qos0`).
+            written.append(queue)
+        return taken
 
     def _forward_qos0(
         self, handler: ClientHandler, view: MqttView, topic: str, body: bytes, sender: object,
@@ -364,7 +370,11 @@ class SessionDelivery:
             ):
                 # The publisher's own bytes, unchanged: a plain QoS 0 PUBLISH without RETAIN
                 # is what this subscriber would be sent (issue 7, S6).
-                self.hub.stats["delivered"] += 1
+                hub = self.hub
+                hub.stats["delivered"] += 1
+                written = hub.raw_written
+                if written is not None:  # recorded for a `RawFanout` (`deliver_packet`)
+                    written.append(self)
                 return True
             # The header the view caches per payload size, RETAIN and version: the bytes the
             # publisher sent, with the QoS 0 flags, encoded once for a whole fan-out

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
@@ -55,6 +55,8 @@ from gateway.mqtt.packets import (
 )
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_acks import Held, HeldAcks
+from gateway.mqtt.session_delivery import SessionDelivery
+from gateway.mqtt.session_fanout import RawFanout
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
 from gateway.mqtt.session_owner import HandlerOwner
 from gateway.mqtt.session_publish import (
@@ -65,6 +67,9 @@ from gateway.mqtt.session_publish import (
     on_pubrel,
 )
 from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_queue_name
+
+if TYPE_CHECKING:
+    from gateway.core.queues import Queue
 
 __all__ = ["ClientHandler", "HandlerOwner", "shared_queue_name"]
 
@@ -85,6 +90,7 @@ class ClientHandler:
         "_connack_held",
         "_counted",
         "_flow",
+        "_lone_topic",
         "_socket_writable",
         "client_id",
         "closed",
@@ -94,6 +100,7 @@ class ClientHandler:
         "owner",
         "peer_host",
         "protocol_level",
+        "raw_fanout",
         "session",
         "username",
         "will",
@@ -132,6 +139,10 @@ class ClientHandler:
         self._socket_writable = True
         # Flow control (core/flow.py), made when a publish first reaches a backed-up queue.
         self._flow: PublisherFlow | None = None
+        # The topic of the last lone QoS 0 PUBLISH, and where the next ones to it may be
+        # written at once (`on_single_qos0`; the listener asks `raw_fanout` first).
+        self._lone_topic = ""
+        self.raw_fanout: RawFanout | None = None
 
     # -- output ------------------------------------------------------------------------------
 
@@ -251,10 +262,22 @@ class ClientHandler:
             hits.clear()
         if self.closed:
             return
+        # The second lone PUBLISH in a row to a topic records where it goes: the next ones
+        # may then skip the routing (`raw_fanout`, session_fanout.py).
+        written: list[Queue | SessionDelivery] | None = None
+        if topic == self._lone_topic:
+            written = hub.raw_written = []
+        else:
+            self._lone_topic = topic
         try:
             hub.route_plain(topic, payload, self.client_id, 0, raw, self.protocol_level)
         except (PublishRefused, CoreError):
             hub.stats["refused"] += 1  # dropped silently, as publish_refused does for QoS 0
+            written = None
+        finally:
+            hub.raw_written = None
+        if written is not None:
+            self.raw_fanout = hub.raw_fanout(self, topic, written)
         if hits:
             self._flow_hit()
 
@@ -513,6 +536,7 @@ class ClientHandler:
         if self.closed:
             return
         self.closed = True
+        self.raw_fanout = None  # it holds its subscribers' handlers, and this one
         if self._flow is not None:
             self._flow.close()
         session = self.session

@@ -43,6 +43,7 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.retained import RetainedLimitExceeded, RetainedStore
 from gateway.mqtt.session import Outbound, Session, TopicSubscription
 from gateway.mqtt.session_delivery import SessionDelivery
+from gateway.mqtt.session_fanout import RawFanout, RawTarget
 from gateway.mqtt.session_hub_types import (
     MqttSettings,
     PendingWill,
@@ -55,6 +56,7 @@ from gateway.store.mqtt_sessions import StoredSession
 
 if TYPE_CHECKING:
     from gateway.core.queues import Queue
+    from gateway.mqtt.session_handler import ClientHandler
 
 __all__ = [
     "MqttHub",
@@ -66,6 +68,7 @@ __all__ = [
     "WillStore",
 ]
 
+_NO_PACKET_LIMIT = 1 << 28  # above the largest MQTT packet
 _PLAIN_ROUTES_MAX = 4096  # topics; the cache is cleared when full, which only costs misses
 
 
@@ -124,6 +127,10 @@ class MqttHub(HubRetained):
         # message the plain view it was built with, and the topic a subscriber matches is
         # that view's (no rule maps it back, no rabbitmq-mode key reading).
         self._qos0_packets = not self.topic_map.has_rules and not self.rabbitmq_topics
+        # While a lone QoS 0 PUBLISH is routed for a `RawFanout` (session_fanout.py): each
+        # queue that took it as a packet, in order, after its session if that session wrote
+        # the publisher's bytes (`SessionDelivery.deliver_packet` and `_forward_qos0` append).
+        self.raw_written: list[Queue | SessionDelivery] | None = None
         # Set by the composition root: delivers to an AMQP direct reply-to consumer
         # (`amq.rabbitmq.reply-to.<token>`), which is a channel, not a queue.
         self.direct_reply: Callable[[str, Message], bool] | None = None
@@ -481,6 +488,42 @@ class MqttHub(HubRetained):
                 plain.targets = found
                 plain.version = version
         return outcome
+
+    def raw_fanout(self, handler: ClientHandler, topic: str,
+                   written: list[Queue | SessionDelivery]) -> RawFanout | None:  # fmt: skip
+        """The `RawFanout` of the lone QoS 0 PUBLISH to ``topic`` that ``handler``'s read just
+        routed (``written``: what `raw_written` recorded), if every queue it reached took it as
+        a packet; None otherwise (a queue needed a ``Message``, or it was not routed through
+        the cached queues)."""
+        plain = self._plain_routes.get(topic)
+        if plain is None or plain.version != self.vhost.routing_version:
+            return None  # not routed through the cached queues (`route_plain`)
+        queues = plain.targets
+        targets: list[RawTarget] = []
+        raw_session: SessionDelivery | None = None
+        for item in written:
+            if isinstance(item, SessionDelivery):
+                raw_session = item
+                continue
+            index = len(targets)
+            session = item._direct
+            if index >= len(queues) or item is not queues[index] or not isinstance(
+                session, SessionDelivery
+            ):  # fmt: skip
+                return None
+            client = session.handler
+            if client is None:
+                return None
+            conn = client.conn
+            limit = -1  # not the bytes: `deliver_packet` each time
+            if raw_session is session:
+                limit = conn.client_maximum_packet_size or _NO_PACKET_LIMIT
+            targets.append((item, session, client, session._match_cache, conn, client.owner,
+                            limit))  # fmt: skip
+            raw_session = None
+        if len(targets) != len(queues):
+            return None
+        return RawFanout(handler, handler.conn.decoder, topic, plain.views[0], tuple(targets))
 
     def _route_special(self, publish: Publish, client_id: str, route: PublishRoute
                        ) -> int:  # fmt: skip

@@ -20,6 +20,7 @@ from gateway.mqtt.packets import (
     Subscribe,
     SubscriptionOptions,
 )
+from gateway.mqtt.session_fanout import RawFanout
 from gateway.mqtt.session_handler import ClientHandler
 from gateway.net import MemoryAlarm
 
@@ -56,21 +57,30 @@ def subscribe(
 
 
 class SingleReads:
-    """Counts the reads that took the single-PUBLISH path and those that took the event list."""
+    """Counts the reads that took the single-PUBLISH path and those that took the event list.
+    ``single`` includes those a `RawFanout` wrote (``fanned``), the single path's shortcut."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.single = self.events = 0
+        self.single = self.events = self.fanned = 0
         on_single, handle_events = ClientHandler.on_single_qos0, ClientHandler.handle_events
+        forward = RawFanout.forward
 
         def counted_single(handler: ClientHandler, topic: str, payload: bytes, raw: bytes) -> None:
             self.single += 1
             on_single(handler, topic, payload, raw)
+
+        def counted_forward(fanout: RawFanout, data: bytes) -> bool:
+            done = forward(fanout, data)
+            self.single += done
+            self.fanned += done
+            return done
 
         def counted_events(handler: ClientHandler, events: list[object]) -> None:
             self.events += 1
             handle_events(handler, events)  # type: ignore[arg-type]
 
         monkeypatch.setattr(ClientHandler, "on_single_qos0", counted_single)
+        monkeypatch.setattr(RawFanout, "forward", counted_forward)
         monkeypatch.setattr(ClientHandler, "handle_events", counted_events)
 
 

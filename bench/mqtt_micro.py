@@ -12,8 +12,10 @@ of bench/core_micro.py:
             publishers and the subscriber's deliveries included
   mqtt_s1   bench S1: 2 publishers, 500 QoS 0 PUBLISHes per read each -> 1 clean-session
             QoS 0 subscriber on bench/#
-  mqtt_s6   bench S6's shape: one QoS 0 PUBLISH per read, forwarded to the subscriber, whose
-            output is drained after each read (the per-message and per-read cost together)
+  mqtt_s6   bench S6's shape: one QoS 0 PUBLISH per read through the listener's protocol
+            (`MqttProtocol.data_received`, fake transports, as uvloop calls it), forwarded
+            to a 3.1.1 subscriber on bench/#: from the third message on, the publisher's
+            `RawFanout` (gateway/mqtt/session_fanout.py); hot caches, unlike the real S6
   mqtt_s7   bench S7's connects: ns of Python per CONNECT -> CONNACK, each client accepted and
             connected through the listener's protocol (connection_made, then its first read)
             with a fake transport, inside an asyncio loop that is never run
@@ -27,6 +29,7 @@ import gc
 import struct
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gateway.core.broker import Broker
 from gateway.core.users import UserDatabase, hash_password
@@ -40,6 +43,10 @@ from gateway.mqtt.packets import (
 )
 from gateway.mqtt.session_handler import ClientHandler
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
+
+if TYPE_CHECKING:
+    from gateway.mqtt.listener import MqttProtocol
+    from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm
 
 _PAYLOAD = bytes(64)
 
@@ -199,22 +206,62 @@ def run_s1(count: int) -> float:
 
 
 def run_s6(count: int) -> float:
-    hub, clock = _world()
-    sub = _subscriber(hub, clock, 0)
-    pub = _Client(hub, clock, "pub")
+    """ns per lone QoS 0 PUBLISH from the publisher's `data_received` to the subscriber's
+    `write`, through the listener's protocol (see `_listener`)."""
+    import asyncio
+
+    return asyncio.run(_lone_publishes(max(1, count // 10)))
+
+
+async def _lone_publishes(count: int) -> float:
+    import asyncio
+    from typing import cast
+
+    from bench.wire import mqtt_connect_packet
+    from gateway.mqtt.listener import MqttProtocol
+
+    hub, _clock = _world()
+    registry, flusher, alarm = _listener()
+
+    def client(client_id: str, port: int) -> tuple[MqttProtocol, _Transport]:
+        protocol = MqttProtocol(hub, registry, flusher, alarm)
+        transport = _Transport(port)
+        protocol.connection_made(cast(asyncio.Transport, transport))
+        protocol.data_received(mqtt_connect_packet(client_id))
+        assert transport.last == b"\x20\x02\x00\x00", "CONNACK"
+        return protocol, transport
+
+    sub, sub_out = client("sub", 40001)
+    sub.data_received(encode(Subscribe(1, (("bench/#", SubscriptionOptions(qos=0)),)), MQTT_3_1_1))
+    pub, _ = client("pub", 40002)
     one = _publishes(b"bench/0", 0, 0, 1)
-    count = max(1, count // 10)
+    for _ in range(3):  # the topic name checked, its route cached, its fanout recorded
+        pub.data_received(one)
+    written = sub_out.writes
 
     def publish() -> int:
-        got = 0
         for _ in range(count):
-            pub.read(one)
-            got += len(sub.conn.data_to_send())
-        return got
+            pub.data_received(one)
+        return count
 
-    got, elapsed = _timed(publish)
-    assert got == count * len(one), (got, count)
-    return elapsed * 1e9 / count
+    _timed(publish)
+    assert sub_out.last is one, "the publisher's bytes, as read"
+    assert sub_out.writes == written + count, "one write per message"
+    return _timed(publish)[1] * 1e9 / count
+
+
+def _listener() -> tuple[
+    ConnectionRegistry, FlushScheduler[MqttProtocol], MemoryAlarm[MqttProtocol]
+]:
+    """The listener's shared parts for protocols run inside a loop that never runs."""
+    import asyncio
+
+    from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm
+
+    loop = asyncio.get_running_loop()
+    flusher: FlushScheduler[MqttProtocol] = FlushScheduler(loop)
+    alarm: MemoryAlarm[MqttProtocol] = MemoryAlarm(lambda: 0, 1 << 30, loop)
+    return ConnectionRegistry(), flusher, alarm
 
 
 # -- S7: connects through the listener --------------------------------------------------------
@@ -226,12 +273,14 @@ class _Transport:
     def __init__(self, port: int) -> None:
         self.peer = ("127.0.0.1", port)
         self.last = b""
+        self.writes = 0
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return self.peer if name == "peername" else default
 
     def write(self, data: bytes) -> None:
         self.last = data
+        self.writes += 1
 
     def close(self) -> None:
         pass
@@ -250,13 +299,9 @@ async def _connects(count: int, measure_bytes: bool) -> float:
 
     from bench.wire import mqtt_connect_packet
     from gateway.mqtt.listener import MqttProtocol
-    from gateway.net import ConnectionRegistry, FlushScheduler, MemoryAlarm
 
     hub, _clock = _world()
-    loop = asyncio.get_running_loop()
-    registry = ConnectionRegistry()
-    flusher: FlushScheduler[MqttProtocol] = FlushScheduler(loop)
-    alarm: MemoryAlarm[MqttProtocol] = MemoryAlarm(lambda: 0, 1 << 30, loop)
+    registry, flusher, alarm = _listener()
     packets = [mqtt_connect_packet(f"idle-{i}") for i in range(count + 1)]
     transports = [_Transport(40000 + i % 20000) for i in range(count + 1)]
     held: list[MqttProtocol] = []

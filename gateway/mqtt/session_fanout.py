@@ -75,7 +75,7 @@ class RawFanout:
         "_vhost",
         "_view",
         "forwarded",
-    )  # fmt: skip
+    )
 
     def __init__(
         self,

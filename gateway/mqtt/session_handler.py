@@ -62,6 +62,7 @@ from gateway.mqtt.session_owner import HandlerOwner
 from gateway.mqtt.session_publish import (
     on_plain_publish,
     on_plain_qos1,
+    on_plain_qos1_run,
     on_publish,
     on_pubrec,
     on_pubrel,
@@ -228,6 +229,10 @@ class ClientHandler:
                         events = events[settled:]
                     else:
                         events = []
+                elif events and type(events[0]) is tuple and len(events[0]) == 3:
+                    # A publisher's read of QoS 1 PUBLISHes (S2): routed in one call.
+                    taken = on_plain_qos1_run(self, events)
+                    events = events[taken:] if taken < len(events) else []
                 for event in events:
                     if self.closed:
                         break

@@ -17,12 +17,21 @@ from gateway.core.consumers import Delivery
 from gateway.core.message import Message
 from gateway.core.message import Properties as AmqpProperties
 from gateway.mqtt import session as session_module
-from gateway.mqtt import session_hub
-from gateway.mqtt.packets import MQTT_3_1_1, MQTT_5, Properties, PubAck, Publish
+from gateway.mqtt import session_handler, session_hub
+from gateway.mqtt.packets import (
+    MQTT_3_1_1,
+    MQTT_5,
+    Properties,
+    PubAck,
+    Publish,
+    Subscribe,
+    SubscriptionOptions,
+)
 from gateway.mqtt.session import Session
 from gateway.mqtt.session_delivery import SessionDelivery
 
 from .harness import Client, ClientSpec, ScriptedRun
+from .test_idle_footprint import FakeBarrier
 
 TOPICS = ("a/b", "a/c", "x/y", "$s/t")
 FILTERS = ("a/#", "a/b", "+/+", "#", "$s/#")
@@ -45,10 +54,17 @@ publish = st.tuples(
     st.sampled_from((None, None, None, 60)),  # Message Expiry Interval (MQTT 5 publishers)
     st.integers(1, 6),
 )
+# Several QoS 1 PUBLISHes in one read (a publisher under load), some with another PUBLISH
+# among them that is not a plain QoS 1 one (QoS 0, RETAIN).
+burst = st.tuples(
+    st.just("burst"), client_index, st.sampled_from(TOPICS), st.integers(1, 6), st.booleans()
+)
 op = st.one_of(
     publish,
     publish,
     publish,
+    burst,
+    burst,
     st.tuples(
         st.just("sub"),
         client_index,
@@ -65,6 +81,7 @@ op = st.one_of(
     st.tuples(st.just("unbind"), st.sampled_from(("a.*", "#"))),
     st.tuples(st.just("pause"), client_index, st.booleans()),
     st.tuples(st.just("drop"), client_index),
+    st.tuples(st.just("commit"), st.integers(0, 3)),
 )
 
 
@@ -77,13 +94,39 @@ def _no_route(*args: object) -> None:
     return None
 
 
+def _no_run(*args: object) -> int:
+    return 0  # none taken: every PUBLISH of the read goes through `on_plain_qos1`
+
+
+class RecordingStore:
+    """What the gateway's store does that the QoS 1 paths see: a persistent message in a
+    durable queue is a record (`written` moves on), whose PUBLISH's PUBACK waits for the
+    commit (`FakeBarrier.commit`, the "commit" step)."""
+
+    def __init__(self, barrier: FakeBarrier) -> None:
+        self.barrier = barrier
+
+    def on_enqueued(self, queue: object, entry: object) -> None:
+        self.barrier.written += 1
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None  # the other observer hooks: nothing these paths read
+
+
 class Run(ScriptedRun):
     """One world driven by a list of operations; `log` is everything anybody observed.
-    ``fast=False`` makes the general paths run instead of the fast ones (the oracle)."""
+    ``fast=False`` makes the general paths run instead of the fast ones (the oracle);
+    ``store=True`` gives the broker a commit barrier and a store that records, as
+    `gateway run` with a data directory has."""
 
-    def __init__(self, *, fast: bool, **world_settings: Any) -> None:
+    def __init__(self, *, fast: bool, store: bool = False, **world_settings: Any) -> None:
         super().__init__(CLIENTS, **world_settings)
         self.fast = fast
+        self.barrier: FakeBarrier | None = None
+        if store:
+            self.barrier = FakeBarrier()
+            self.world.broker.commit_barrier = self.barrier
+            self.world.broker.observers.append(RecordingStore(self.barrier))
         # Per client: the packet ids of QoS 1 PUBLISHes received and not acked yet.
         self.unacked: dict[int, list[int]] = {}
 
@@ -95,6 +138,7 @@ class Run(ScriptedRun):
             patch.setattr(Session, "deliver_many", SessionDelivery.deliver_each)
             patch.setattr(session_hub, "route_targets", _no_route)
             patch.setattr(session_module, "ack_each", _ack_one_by_one)
+            patch.setattr(session_handler, "on_plain_qos1_run", _no_run)
             self._apply(step)
 
     def client(self, index: int) -> Client:
@@ -122,21 +166,36 @@ class Run(ScriptedRun):
                     packet_id=self.packet_id if qos else None,
                     properties=props,
                 )
+        elif kind == "burst":
+            _, index, topic, times, mixed = step
+            packets = []
+            for n in range(times):
+                self.packet_id = self.packet_id % 60000 + 1
+                packets.append(Publish(topic, b"b" + bytes(n), 1, False, False, self.packet_id))
+            if mixed:
+                packets.insert(times // 2, Publish(topic, b"zero", 0, False, False, None))
+                self.packet_id = self.packet_id % 60000 + 1
+                packets.append(Publish(topic, b"kept", 1, True, False, self.packet_id))
+            self.client(index).send(*packets)  # one read
+        elif kind == "commit":  # the store's records on disk up to its latest but `behind`
+            if self.barrier is not None:
+                self.barrier.commit(max(0, self.barrier.written - step[1]))
+        elif kind == "capped":  # an AMQP queue that refuses past 2 messages, bound to a.*
+            args = {"x-max-length": 2, "x-overflow": "reject-publish"}
+            self.vhost.declare_queue("capped", arguments=args)
+            self.vhost.bind_queue("capped", "amq.topic", "a.*")
         elif kind == "sub":
             _, index, topic_filter, qos, no_local, identifier, rap = step
             client = self.client(index)
             v5 = client.version == MQTT_5
             props = Properties(subscription_identifiers=(identifier,)) if identifier and v5 \
                 else Properties()  # fmt: skip
-            self.log.append(
-                client.subscribe(
-                    topic_filter,
-                    qos,
-                    no_local=no_local and v5,
-                    retain_as_published=rap and v5,
-                    properties=props,
-                )
+            options = SubscriptionOptions(
+                qos, no_local=no_local and v5, retain_as_published=rap and v5
             )
+            # The SUBACK is read with the step's other packets: it may come behind a
+            # persistent session's resent PUBLISHes, or wait behind acks held for a commit.
+            client.send(Subscribe(1, ((topic_filter, options),), props))
         elif kind == "ack":
             _, index, count = step
             client = self.client(index)
@@ -187,9 +246,11 @@ class Run(ScriptedRun):
         return [*self.log, dict(self.world.hub.stats), queues, sessions]
 
 
-def both(steps: list[tuple[Any, ...]], **world_settings: Any) -> tuple[Run, Run]:
-    fast = Run(fast=True, **world_settings)
-    oracle = Run(fast=False, **world_settings)
+def both(
+    steps: list[tuple[Any, ...]], store: bool = False, **world_settings: Any
+) -> tuple[Run, Run]:
+    fast = Run(fast=True, store=store, **world_settings)
+    oracle = Run(fast=False, store=store, **world_settings)
     for step in steps:
         fast.apply(step)
         oracle.apply(step)
@@ -243,6 +304,43 @@ RULES = [
         *ACK_ALL,
         *ACK_ALL,
     ],
+    # Reads of several QoS 1 PUBLISHes (S2's publishers), plain or with others among them.
+    [
+        *SUB_ALL,
+        ("burst", 1, "a/b", 6, False),
+        *ACK_ALL,
+        ("burst", 0, "a/b", 5, True),
+        ("burst", 1, "x/y", 4, False),
+        ("burst", 1, "x/y", 4, True),
+        *ACK_ALL,
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+    # A topic cached to one queue, then a second subscriber and an AMQP binding: the next
+    # reads reach them too.
+    [
+        ("sub", 1, "a/#", 1, False, 0, False),
+        ("burst", 0, "a/b", 3, False),
+        ("burst", 0, "a/b", 3, False),
+        ("sub", 4, "a/b", 1, False, 0, False),
+        ("burst", 0, "a/b", 3, False),
+        ("bind", "a.*"),
+        ("burst", 0, "a/b", 3, False),
+        ("unbind", "a.*"),
+        ("drop", 1),
+        ("burst", 0, "a/b", 3, False),
+        *ACK_ALL,
+        *ACK_ALL,
+    ],
+    # A queue that refuses: MQTT 5 gets PUBACK 0x97, 3.1.1 is disconnected.
+    [
+        ("capped",),
+        ("burst", 0, "a/b", 2, False),
+        ("burst", 0, "a/b", 3, False),
+        ("burst", 1, "a/c", 1, False),
+        ("burst", 1, "a/c", 3, False),
+        ("burst", 0, "a/c", 2, False),
+    ],
     # A paused subscriber, a dropped persistent one (redelivery with DUP), resubscribing.
     [
         *SUB_ALL,
@@ -263,12 +361,50 @@ RULES = [
 ]
 
 
+@pytest.mark.parametrize("store", [False, True], ids=["no-store", "store"])
 @pytest.mark.parametrize("steps", RULES)
 def test_each_rule_on_the_fast_paths_gives_what_the_general_paths_give(
-    steps: list[tuple[Any, ...]],
+    steps: list[tuple[Any, ...]], store: bool
 ) -> None:
-    fast, oracle = both(steps, max_inflight=3)
+    # With a store, what a rule published to persistent sessions is committed at its end.
+    fast, oracle = both([*steps, ("commit", 0), *ACK_ALL], store=store, max_inflight=3)
     assert fast.observed() == oracle.observed()
+
+
+def test_a_read_of_qos1_publishes_acks_a_recorded_one_after_its_commit() -> None:
+    # c4's persistent session has a durable queue: each message to a/b is a record of the
+    # store. c0's clean one has not: a message to x/y waits for nothing of its own.
+    steps = [
+        ("sub", 4, "a/b", 1, False, 0, False),
+        ("sub", 0, "x/y", 1, False, 0, False),
+        ("burst", 1, "x/y", 2, False),  # ids 1-2: the general way, the route cached after
+        ("burst", 1, "a/b", 2, False),  # ids 3-4: the same; records 1-2
+        ("burst", 1, "a/b", 2, False),  # ids 5-6: on the cached route in one call; records 3-4
+        ("burst", 1, "x/y", 2, False),  # ids 7-8: the same, behind the acks that wait
+    ]
+    fast, oracle = both(steps, store=True, max_inflight=3)
+    routes = fast.world.hub._plain_routes
+    assert [q.name for q in routes["a/b"].acked_targets] == ["mqtt-subscription-c4"]
+    assert [q.name for q in routes["x/y"].acked_targets] == ["mqtt-subscription-c0"]
+    assert pubacks(fast, 1) == [1, 2]  # the rest wait (DESIGN.md section 5, [MQTT-4.6.0-2])
+    for run in (fast, oracle):
+        run.apply(("commit", 2))  # records 1-2 on disk
+    assert pubacks(fast, 1) == [1, 2, 3, 4]
+    for run in (fast, oracle):
+        run.apply(("commit", 0))
+    assert pubacks(fast, 1) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert fast.observed() == oracle.observed()
+
+
+def pubacks(run: Run, index: int) -> list[int]:
+    """The packet ids of the PUBACKs client ``index`` received over the run, in order."""
+    return [
+        packet.packet_id
+        for entry in run.log
+        if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
+        for packet in entry[1]
+        if isinstance(packet, PubAck)
+    ]
 
 
 def test_the_fast_paths_are_taken_and_deliver_everything() -> None:
@@ -302,9 +438,9 @@ def test_the_fast_paths_are_taken_and_deliver_everything() -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(steps=st.lists(op, max_size=30))
+@given(steps=st.lists(op, max_size=30), store=st.booleans())
 def test_any_sequence_on_the_fast_paths_matches_the_general_paths(
-    steps: list[tuple[Any, ...]],
+    steps: list[tuple[Any, ...]], store: bool
 ) -> None:
-    fast, oracle = both(steps, max_inflight=3)
+    fast, oracle = both(steps, store=store, max_inflight=3)
     assert fast.observed() == oracle.observed()

@@ -184,6 +184,17 @@ class ScriptedRun:
         self.log: list[object] = []
         self.packet_id = 0
 
+    def received_by(self, index: int, kind: type[P]) -> list[P]:
+        """The packets of ``kind`` that client ``index`` received over the run, in order (the
+        ``(index, packets)`` entries of `log`)."""
+        return [
+            packet
+            for entry in self.log
+            if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
+            for packet in entry[1]
+            if isinstance(packet, kind)
+        ]
+
     def client(self, index: int) -> Client:
         client = self.clients.get(index)
         if client is None or client.transport_closed:

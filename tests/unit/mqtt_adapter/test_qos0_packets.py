@@ -139,13 +139,7 @@ class Run(ScriptedRun):
 
 def payloads(run: Run, index: int) -> list[bytes]:
     """The payloads of the PUBLISHes client ``index`` received over the run, in order."""
-    return [
-        packet.payload
-        for entry in run.log
-        if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
-        for packet in entry[1]
-        if isinstance(packet, Publish)
-    ]
+    return [packet.payload for packet in run.received_by(index, Publish)]
 
 
 def both(steps: list[tuple[Any, ...]], **world_settings: Any) -> tuple[Run, Run]:

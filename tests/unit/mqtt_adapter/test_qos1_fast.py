@@ -258,13 +258,7 @@ def both(
 
 
 def publishes(run: Run, index: int) -> list[Publish]:
-    return [
-        packet
-        for entry in run.log
-        if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
-        for packet in entry[1]
-        if isinstance(packet, Publish)
-    ]
+    return run.received_by(index, Publish)
 
 
 SUB_ALL = [("sub", i, "#", 1, False, 0, False) for i in range(len(CLIENTS))]
@@ -398,13 +392,7 @@ def test_a_read_of_qos1_publishes_acks_a_recorded_one_after_its_commit() -> None
 
 def pubacks(run: Run, index: int) -> list[int]:
     """The packet ids of the PUBACKs client ``index`` received over the run, in order."""
-    return [
-        packet.packet_id
-        for entry in run.log
-        if isinstance(entry, tuple) and entry[0] == index and isinstance(entry[1], list)
-        for packet in entry[1]
-        if isinstance(packet, PubAck)
-    ]
+    return [packet.packet_id for packet in run.received_by(index, PubAck)]
 
 
 def test_the_fast_paths_are_taken_and_deliver_everything() -> None:

@@ -30,6 +30,7 @@ from gateway.mqtt.packets import (
 from gateway.mqtt.session_hub import PublishRefused
 
 if TYPE_CHECKING:
+    from gateway.core.observers import CommitBarrier
     from gateway.mqtt.session_handler import ClientHandler
 
 _SUCCESS = ReasonCode.SUCCESS
@@ -69,6 +70,14 @@ def on_plain_qos1(handler: ClientHandler, topic: str, payload: bytes, packet_id:
         _rejected(handler, 1, packet_id)
         return
     code = _NO_MATCHING if outcome == UNROUTABLE and handler.protocol_level == MQTT_5 else 0
+    _puback(handler, packet_id, code, barrier, before)
+
+
+def _puback(
+    handler: ClientHandler, packet_id: int, code: int, barrier: CommitBarrier | None, before: int
+) -> None:
+    """The PUBACK of a routed QoS 1 PUBLISH: after the store's commit if the store recorded it
+    (``barrier.written`` moved from ``before``), behind acks that wait, else at once."""
     held = handler.held
     if barrier is not None and barrier.written != before:
         handler.ack(PubAck(packet_id, ReasonCode(code)), barrier.written)
@@ -127,17 +136,14 @@ def on_plain_qos1_run(handler: ClientHandler, events: list[Any]) -> int:
                                            EMPTY_PROPERTIES), exc)  # fmt: skip
             out = conn.publish_buffer()
             continue
-        if not taken:
-            _rejected(handler, 1, packet_id)
-            out = conn.publish_buffer()
-        elif barrier is not None and barrier.written != before:
-            handler.ack(PubAck(packet_id, _SUCCESS), barrier.written)
-            out = conn.publish_buffer()
-        elif handler.held:
-            handler.ack(PubAck(packet_id, _SUCCESS))  # behind acks waiting for a commit
-            out = conn.publish_buffer()
+        if taken and (barrier is None or barrier.written == before) and not handler.held:
+            out.append(_PUBACK(_PUBACK_FIRST, 2, packet_id))  # nothing to wait for
+            continue
+        if taken:
+            _puback(handler, packet_id, 0, barrier, before)
         else:
-            out.append(_PUBACK(_PUBACK_FIRST, 2, packet_id))
+            _rejected(handler, 1, packet_id)
+        out = conn.publish_buffer()
     return done
 
 

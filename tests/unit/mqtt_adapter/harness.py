@@ -184,6 +184,29 @@ class ScriptedRun:
         self.log: list[object] = []
         self.packet_id = 0
 
+    def apply_shared(self, step: tuple[Any, ...]) -> None:
+        """The steps every twin-world test has: ("bind" | "unbind", key) the AMQP queue to
+        amq.topic, ("pause", index, writable) a client's socket, ("drop", index) a client."""
+        kind = step[0]
+        if kind == "bind":
+            self.vhost.bind_queue("amqp", "amq.topic", step[1])
+        elif kind == "unbind":
+            self.vhost.unbind_queue("amqp", "amq.topic", step[1])
+        elif kind == "pause":
+            _, index, writable = step
+            self.client(index).handler.set_writable(writable)
+        elif kind == "drop":
+            self.client(step[1]).drop()
+        else:
+            raise ValueError(f"not a step of this run: {step!r}")
+
+    def queue_counts(self) -> list[tuple[str, int, int, int, int]]:
+        """Every queue's name, ready and unacked counts, drops and refusals, by name."""
+        return sorted(
+            (q.name, q.message_count, q.unacked_count, q.dropped, q.refused)
+            for q in self.vhost.queues()
+        )
+
     def received_by(self, index: int, kind: type[P]) -> list[P]:
         """The packets of ``kind`` that client ``index`` received over the run, in order (the
         ``(index, packets)`` entries of `log`)."""

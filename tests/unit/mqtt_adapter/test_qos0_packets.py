@@ -96,24 +96,14 @@ class Run(ScriptedRun):
             _, index, topic_filter = step
             client = self.client(index)
             client.send(Unsubscribe(2, (topic_filter,)))
-        elif kind == "bind":
-            self.vhost.bind_queue("amqp", "amq.topic", step[1])
-        elif kind == "unbind":
-            self.vhost.unbind_queue("amqp", "amq.topic", step[1])
-        elif kind == "pause":
-            _, index, writable = step
-            self.client(index).handler.set_writable(writable)
         else:
-            self.client(step[1]).drop()
+            self.apply_shared(step)
         for index, client in sorted(self.clients.items()):
             if not client.transport_closed:
                 self.log.append((index, client.received()))
 
     def observed(self) -> list[object]:
-        queues = sorted(
-            (q.name, q.message_count, q.unacked_count, q.dropped, q.refused)
-            for q in self.vhost.queues()
-        )
+        queues = self.queue_counts()
         amqp = [
             (
                 m.routing_key,

@@ -207,15 +207,8 @@ class Run(ScriptedRun):
             _, key, persistent = step
             amqp = AmqpProperties(delivery_mode=2 if persistent else 1)
             self.vhost.publish("amq.topic", Message("amq.topic", key, b"q", properties=amqp))
-        elif kind == "bind":
-            self.vhost.bind_queue("amqp", "amq.topic", step[1])
-        elif kind == "unbind":
-            self.vhost.unbind_queue("amqp", "amq.topic", step[1])
-        elif kind == "pause":
-            _, index, writable = step
-            self.client(index).handler.set_writable(writable)
         else:
-            self.client(step[1]).drop()
+            self.apply_shared(step)
         for index, client in sorted(self.clients.items()):
             if client.transport_closed:
                 continue
@@ -228,10 +221,7 @@ class Run(ScriptedRun):
             )
 
     def observed(self) -> list[object]:
-        queues = sorted(
-            (q.name, q.message_count, q.unacked_count, q.dropped, q.refused)
-            for q in self.vhost.queues()
-        )
+        queues = self.queue_counts()
         sessions = sorted(
             (
                 s.client_id,

@@ -190,6 +190,34 @@ def test_the_default_guest_login_is_not_even_hashed_once_verified(
     assert verified == ["guest", "Guest", "Guest"]
 
 
+def test_the_default_guest_hashed_by_the_database_needs_no_check_at_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without a given hash the database hashes the public pair itself: even the first login
+    # runs no scrypt (it stalled the event loop for tens of ms). A given hash is checked once
+    # (the test above), and a wrong password is checked every time.
+    real_hash, real_verify = users_module.hash_password, users_module.verify_password
+    verified: list[str] = []
+
+    def counting_verify(password: str, encoded: str) -> bool:
+        verified.append(password)
+        return real_verify(password, encoded)
+
+    monkeypatch.setattr(users_module, "hash_password", lambda pw: real_hash(pw, **FAST))
+    monkeypatch.setattr(users_module, "verify_password", counting_verify)
+    db = UserDatabase([])
+    for _ in range(3):
+        assert db.authenticate("guest", "guest", "127.0.0.1").name == "guest"
+    assert verified == []
+    with pytest.raises(AuthenticationFailed) as refused:
+        db.authenticate("guest", "Guest", "127.0.0.1")
+    assert "invalid credentials" in refused.value.reason
+    with pytest.raises(AuthenticationFailed) as refused:
+        db.authenticate("guest", "guest", "10.0.0.1")
+    assert "localhost" in refused.value.reason
+    assert verified == ["Guest"]
+
+
 def test_a_configured_guest_with_another_password_never_takes_the_default_pair() -> None:
     db = UserDatabase([User("guest", hash_password("other", **FAST))])
     with pytest.raises(AuthenticationFailed):

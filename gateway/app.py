@@ -38,6 +38,7 @@ from gateway.mqtt.packets import Will
 from gateway.mqtt.session_hub import MqttHub, MqttSettings
 from gateway.mqtt.websocket import start_mqtt_ws_server
 from gateway.net import MemoryAlarm, make_server_ssl_context
+from gateway.net_login import PasswordHasher
 from gateway.store import Store, StoreError
 
 log = structlog.get_logger("gateway")
@@ -177,6 +178,8 @@ class Gateway:
         broker = self.broker
         loop = asyncio.get_running_loop()
         self.alarm = MemoryAlarm(lambda: broker.queued_bytes, self.config.memory_limit, loop)
+        # Logins that need a password hashed wait for a worker thread, not the loop.
+        self.users.hasher = PasswordHasher(loop)
         try:
             self._open_store(loop)
             for _name, port, factory in self._listener_plan():
@@ -250,6 +253,10 @@ class Gateway:
             self._ticker = None
         if self.alarm is not None:
             self.alarm.close()
+        hasher = self.users.hasher
+        if isinstance(hasher, PasswordHasher):
+            hasher.close()
+        self.users.hasher = None
         self.servers.clear()
         if self.store is not None:
             # Clients are gone: commit what they left pending, then close the file.

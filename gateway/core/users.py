@@ -4,6 +4,11 @@ Passwords are stored as "scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>". Successful c
 cached by (user, sha256 of the password, stored hash) so a reconnect storm pays scrypt once per
 distinct password, not once per connection (the public default guest/guest not even hashed);
 failures are never cached.
+
+A hash takes tens of milliseconds. The listeners log in with `begin_login`, which decides
+whatever it can without hashing and otherwise returns a `PasswordCheck`: with a `hasher` set
+(`gateway run` sets one, gateway/net.py `PasswordHasher`) the check runs on a worker thread,
+where scrypt releases the GIL, and the event loop goes on serving every other client.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Protocol
 
 from gateway.core.errors import AuthenticationFailed, NotAllowed
 
@@ -101,6 +107,30 @@ class User:
     loopback_only: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """A login `UserDatabase.begin_login` could not decide without hashing the password:
+    `run()` anywhere (it touches nothing shared), then `UserDatabase.finish_login` on the
+    thread that owns the database."""
+
+    user: User
+    password: str
+    mechanism: str
+    digest: bytes  # sha256 of the password: the key a success is remembered by
+
+    def run(self) -> bool:
+        stored = self.user.password_hash
+        return stored is not None and verify_password(self.password, stored)
+
+
+class PasswordHasher(Protocol):
+    """Runs password checks away from the caller and answers on the caller's thread
+    (gateway/net.py `PasswordHasher`)."""
+
+    def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
+        """Call ``done(check.run())`` later, on the event loop; never ``done`` from inside."""
+
+
 class UserDatabase:
     """The configured users, plus guest/guest limited to loopback unless ``default_guest`` is
     False or a user named guest is configured."""
@@ -119,6 +149,8 @@ class UserDatabase:
         # anonymous MQTT, which is guest/guest) then cost no hashing at all (issue 7, S7).
         # The pair is public, so nothing secret is kept; a failure is never remembered.
         self._guest_verified: str | None = None
+        # Where the listeners run a `PasswordCheck`: None runs it in the caller (tests, tools).
+        self.hasher: PasswordHasher | None = None
         if default_guest and "guest" not in self._users:
             if guest_password_hash is None:
                 # Hashed here from the public password, so it needs no check: the first
@@ -142,6 +174,20 @@ class UserDatabase:
     def authenticate(
         self, name: str, password: str, peer_host: str, *, mechanism: str = "PLAIN"
     ) -> User:
+        """The whole login check in the caller, hash included: `begin_login` and
+        `finish_login` in one call."""
+        started = self.begin_login(name, password, peer_host, mechanism=mechanism)
+        if isinstance(started, User):
+            return started
+        return self.finish_login(started, started.run())
+
+    def begin_login(
+        self, name: str, password: str, peer_host: str, *, mechanism: str = "PLAIN"
+    ) -> User | PasswordCheck:
+        """The login check up to the hash: the user when nothing needs hashing (a password
+        verified before, or the default guest/guest), a `PasswordCheck` to run when the
+        password must be hashed. Raises `AuthenticationFailed` for what is refused without
+        hashing (an unknown user, the wrong place, no password set)."""
         user = self._users.get(name)
         if user is None:
             raise AuthenticationFailed(f"user '{name}' - invalid credentials", mechanism=mechanism)
@@ -149,28 +195,33 @@ class UserDatabase:
             raise AuthenticationFailed(
                 f"user '{name}' can only connect via localhost", mechanism=mechanism
             )
-        if not self._password_ok(user, password):
-            raise AuthenticationFailed(f"user '{name}' - invalid credentials", mechanism=mechanism)
-        return user
-
-    def _password_ok(self, user: User, password: str) -> bool:
         stored = user.password_hash
         if stored is None:
-            return False
-        if stored is self._guest_verified and password == "guest" and user.name == "guest":
-            return True
-        key = (user.name, hashlib.sha256(password.encode()).digest())
-        cached = self._verified.get(key)
+            raise AuthenticationFailed(f"user '{name}' - invalid credentials", mechanism=mechanism)
+        if stored is self._guest_verified and password == "guest" and name == "guest":
+            return user
+        digest = hashlib.sha256(password.encode()).digest()
+        cached = self._verified.get((name, digest))
         if cached is not None and cached == stored:
-            return True
-        if not verify_password(password, stored):
-            return False
+            return user
+        return PasswordCheck(user, password, mechanism, digest)
+
+    def finish_login(self, check: PasswordCheck, matched: bool) -> User:
+        """The end of a login `begin_login` could not decide, with what `check.run()` said:
+        the user, remembered for the next login, or `AuthenticationFailed`."""
+        user = check.user
+        if not matched:
+            raise AuthenticationFailed(
+                f"user '{user.name}' - invalid credentials", mechanism=check.mechanism
+            )
+        stored = user.password_hash
+        assert stored is not None  # begin_login refuses a user without one
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
-        self._verified[key] = stored
-        if password == "guest" and user.name == "guest":
+        self._verified[(user.name, check.digest)] = stored
+        if check.password == "guest" and user.name == "guest":
             self._guest_verified = stored
-        return True
+        return user
 
     def check_vhost(self, user: User, vhost: str) -> None:
         if vhost not in user.vhosts and "*" not in user.vhosts:

@@ -68,7 +68,7 @@ def ring_of(module: str) -> int:
         )
     if area in ("bridge", "store", "tomlschema"):  # tomlschema: error wording for TOML files
         return 1
-    if area in ("http", "upstream", "config", "log", "net"):
+    if area in ("http", "upstream", "config", "log", "net", "net_login"):
         return 3
     if area in ("app", "cli", "__main__", "demo"):  # demo/: a client of the gateway, a leaf
         return 4

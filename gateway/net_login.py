@@ -1,0 +1,51 @@
+"""Password hashes off the event loop, for the listeners' logins.
+
+A login that needs its password hashed (core/users.py `PasswordCheck`) costs one scrypt: tens
+of milliseconds (43 ms on the 2-core bench machine) during which a loop that ran it would serve
+nobody, so one wrong password a few dozen times a second would stall every client.
+`PasswordHasher` runs the checks on one worker thread (scrypt releases the GIL, so the loop
+keeps its core) and answers on the loop. One thread, not a pool: a storm of bad logins then
+takes at most one core, and each waits its turn with its connection paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+
+import structlog
+
+from gateway.core.users import PasswordCheck
+
+log = structlog.get_logger("gateway")
+
+
+class PasswordHasher:
+    """`core.users.PasswordHasher` on a worker thread of ``loop``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="gateway-login"
+        )
+        self.pending = 0  # checks submitted and not answered yet
+
+    def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
+        self.pending += 1
+        future = self._loop.run_in_executor(self._executor, check.run)
+
+        def answer(finished: asyncio.Future[bool]) -> None:
+            self.pending -= 1
+            if finished.cancelled():
+                return  # shutting down: the connection goes with the loop
+            error = finished.exception()
+            if error is not None:  # pragma: no cover - run() catches what scrypt raises
+                log.error("login.check_failed", error=repr(error))
+            done(error is None and finished.result())
+
+        future.add_done_callback(answer)
+
+    def close(self) -> None:
+        """Stop taking checks and drop those not started (at shutdown)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

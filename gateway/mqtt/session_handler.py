@@ -18,11 +18,10 @@ first use keep it small.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.errors import AuthenticationFailed, CoreError
+from gateway.core.errors import CoreError
 from gateway.core.flow import PublisherFlow
 from gateway.mqtt.codec import PlainPubAck
 from gateway.mqtt.connection import (
@@ -58,6 +57,7 @@ from gateway.mqtt.session_acks import Held, HeldAcks
 from gateway.mqtt.session_delivery import SessionDelivery
 from gateway.mqtt.session_fanout import RawFanout
 from gateway.mqtt.session_hub import MqttHub, PublishRefused
+from gateway.mqtt.session_login import start_login
 from gateway.mqtt.session_owner import HandlerOwner
 from gateway.mqtt.session_publish import (
     on_plain_publish,
@@ -71,6 +71,7 @@ from gateway.mqtt.session_subscribe import on_subscribe, on_unsubscribe, shared_
 
 if TYPE_CHECKING:
     from gateway.core.queues import Queue
+    from gateway.core.users import User
 
 __all__ = ["ClientHandler", "HandlerOwner", "shared_queue_name"]
 
@@ -98,6 +99,7 @@ class ClientHandler:
         "conn",
         "held",
         "hub",
+        "login_wait",
         "owner",
         "peer_host",
         "protocol_level",
@@ -129,6 +131,8 @@ class ClientHandler:
         self.username: str | None = None
         self.will: Will | None = None
         self.closed = False
+        # Events that came after a CONNECT whose password is being hashed (session_login.py).
+        self.login_wait: list[Event] | None = None
         self._counted = False
         self._aliases_out: dict[str, int] | None = None  # made by the first aliased PUBLISH
         self._alias_limit = 0
@@ -211,6 +215,10 @@ class ClientHandler:
             for event in events:
                 if self.closed:
                     break
+                waiting = self.login_wait
+                if waiting is not None:
+                    waiting.append(event)  # after the CONNECT whose password is hashed
+                    continue
                 dispatch[type(event)](self, event)
         else:
             # The commonest events go without the table: a plain PUBACK (its packet id), a
@@ -324,7 +332,8 @@ class ClientHandler:
 
     # -- CONNECT -----------------------------------------------------------------------------
 
-    def _refuse(self, code: ReasonCode) -> None:
+    def refuse(self, code: ReasonCode) -> None:
+        """Answer the CONNECT with ``code`` and close."""
         self.conn.send(ConnAck(False, code))
         self.owner.output_ready()
         self.closed = True
@@ -338,49 +347,35 @@ class ClientHandler:
         properties = connect.properties
         # (EMPTY_PROPERTIES, the commonest, names no method: one identity test.)
         if properties is not EMPTY_PROPERTIES and properties.authentication_method is not None:
-            self._refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
+            self.refuse(ReasonCode.BAD_AUTHENTICATION_METHOD)
             return
         if hub.connections >= settings.max_connections:
-            self._refuse(ReasonCode.SERVER_BUSY if v5 else ReasonCode.SERVER_UNAVAILABLE)
+            self.refuse(ReasonCode.SERVER_BUSY if v5 else ReasonCode.SERVER_UNAVAILABLE)
             return
-        users = hub.users
-        try:
-            name = connect.username
-            if name is None:
-                name, password = "guest", "guest"  # anonymous MQTT is guest, loopback only
-            else:
-                try:
-                    password = (connect.password or b"").decode("utf-8")
-                except UnicodeDecodeError:
-                    password = "\x00" + hashlib.sha256(connect.password or b"").hexdigest()
-            user = users.authenticate(name, password, self.peer_host, mechanism="MQTT")
-            users.check_vhost(user, settings.vhost)
-            self.peer_host = ""  # needed for this check only: not kept by an idle connection
-        except AuthenticationFailed as exc:
-            # As RabbitMQ: right credentials from the wrong place are "not authorized" (3.1.1
-            # return code 5); wrong credentials are 0x86 (3.1.1 return code 4).
-            loopback_refusal = "localhost" in exc.reason
-            self._refuse(
-                ReasonCode.NOT_AUTHORIZED if loopback_refusal
-                else ReasonCode.BAD_USER_NAME_OR_PASSWORD
-            )  # fmt: skip
-            return
-        except CoreError:
-            self._refuse(ReasonCode.NOT_AUTHORIZED)
-            return
+        user = start_login(self, connect)
+        if user is not None:
+            self.connect_as(connect, user)
+
+    def connect_as(self, connect: Connect, user: User) -> None:
+        """The rest of a CONNECT once ``user`` logged in: the session, and the CONNACK."""
+        hub = self.hub
+        settings = hub.settings
+        level = self.protocol_level
+        v5 = level == MQTT_5
+        properties = connect.properties
         self.username = user.name
         client_id = connect.client_id
         assigned: str | None = None
         if not client_id:
             if (not connect.clean_start and not v5) or level == MQTT_3_1:
-                self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
+                self.refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)  # [MQTT-3.1.3-8]
                 return
             client_id = assigned = hub.assign_client_id()
         max_keepalive = settings.max_keepalive
         if not v5 and max_keepalive < 65535 and not 0 < connect.keep_alive <= max_keepalive:
             # 3.1.1 cannot be told a Server Keep Alive: as Mosquitto, refuse it with
             # "identifier rejected" (return code 2).
-            self._refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+            self.refuse(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             return
         self.client_id = client_id
         max_expiry = settings.max_session_expiry

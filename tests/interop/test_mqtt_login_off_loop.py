@@ -1,0 +1,159 @@
+"""A CONNECT whose password must be hashed waits off the event loop (gateway/net_login.py,
+mqtt/session_login.py): other clients are served meanwhile, what the client sent after its
+CONNECT is answered after the CONNACK and in order, and a wrong password or a client that
+leaves while its password is hashed changes nothing for anyone else.
+
+The gateway's hasher is swapped for one that holds every check at a gate, so "meanwhile" is a
+state the test controls, not a race against scrypt's speed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from gateway.core.users import PasswordCheck, hash_password
+from gateway.mqtt.packets import (
+    MQTT_3_1_1,
+    MQTT_5,
+    ConnAck,
+    Connect,
+    Publish,
+    ReasonCode,
+    SubAck,
+    Subscribe,
+    SubscriptionOptions,
+)
+from tests.gateway_runner import RunningGateway, running_gateway
+
+from .mqtt_helpers import wait_until
+from .mqtt_raw import (
+    RawClient,
+    close_raw_clients,  # noqa: F401  (autouse: closes every client)
+)
+
+pytestmark = pytest.mark.interop
+
+VERSIONS = [pytest.param(MQTT_3_1_1, id="v311"), pytest.param(MQTT_5, id="v5")]
+
+
+class GatedHasher:
+    """Runs each check on its own thread once `gate` opens; answers on the gateway's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.gate = threading.Event()
+        self.submitted = threading.Semaphore(0)
+
+    def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
+        def work() -> None:
+            assert self.gate.wait(10), "the test never opened the gate"
+            self.loop.call_soon_threadsafe(done, check.run())
+
+        threading.Thread(target=work, daemon=True).start()
+        self.submitted.release()
+
+    def wait_submitted(self) -> None:
+        assert self.submitted.acquire(timeout=10), "no password check reached the hasher"
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[RunningGateway, GatedHasher]]:
+    users = [{"name": "alice", "password_hash": hash_password("wonderland", n=16)}]
+    with running_gateway(users=users) as running:
+        hasher = GatedHasher(running.loop)
+        running.gateway.users.hasher = hasher
+        try:
+            yield running, hasher
+        finally:
+            hasher.gate.set()
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def subscribe(packet_id: int, topic: str) -> Subscribe:
+    return Subscribe(packet_id, ((topic, SubscriptionOptions(qos=1)),))
+
+
+def assert_served_meanwhile(gateway: RunningGateway, level: int) -> None:
+    """An anonymous client connects, subscribes and gets its own message back."""
+    other = RawClient(gateway.mqtt_port, level)
+    other.send(Connect(uid("other"), protocol_level=level))
+    assert other.expect(ConnAck).reason_code == ReasonCode.SUCCESS
+    topic = f"meanwhile/{uid('t')}"
+    other.send(subscribe(1, topic))
+    other.expect(SubAck)
+    other.send(Publish(topic, b"still served", qos=0))
+    assert other.expect(Publish).payload == b"still served"
+    other.close()
+
+
+@pytest.mark.parametrize("level", VERSIONS)
+def test_other_clients_are_served_while_a_password_is_hashed(
+    gated: tuple[RunningGateway, GatedHasher], level: int
+) -> None:
+    gateway, hasher = gated
+    alice = RawClient(gateway.mqtt_port, level)
+    topic = f"pipelined/{uid('t')}"
+    # CONNECT, then SUBSCRIBE and a PUBLISH to it, before any CONNACK (clients may pipeline).
+    alice.send(
+        Connect(uid("alice"), protocol_level=level, username="alice", password=b"wonderland"),
+        subscribe(7, topic),
+        Publish(topic, b"after the connack", qos=0),
+    )
+    hasher.wait_submitted()
+    alice.assert_silent(0.2)  # no CONNACK while the hash is held
+    assert_served_meanwhile(gateway, level)
+    hasher.gate.set()
+    connack = alice.expect(ConnAck)
+    assert connack.reason_code == ReasonCode.SUCCESS
+    suback = alice.expect(SubAck)
+    assert suback.packet_id == 7
+    assert alice.expect(Publish).payload == b"after the connack"
+    # The socket is read again: the connection goes on as any other.
+    alice.send(Publish(topic, b"later", qos=0))
+    assert alice.expect(Publish).payload == b"later"
+
+
+@pytest.mark.parametrize("level", VERSIONS)
+def test_a_wrong_password_is_refused_after_its_hash(
+    gated: tuple[RunningGateway, GatedHasher], level: int
+) -> None:
+    gateway, hasher = gated
+    mallory = RawClient(gateway.mqtt_port, level)
+    mallory.send(
+        Connect(uid("mallory"), protocol_level=level, username="alice", password=b"guess"),
+        subscribe(1, "secrets/#"),
+    )
+    hasher.wait_submitted()
+    assert_served_meanwhile(gateway, level)
+    hasher.gate.set()
+    packets = mallory.expect_closed()
+    assert [type(packet) for packet in packets] == [ConnAck]  # nothing for the SUBSCRIBE
+    refusal = packets[0]
+    assert isinstance(refusal, ConnAck)
+    # 0x86, which the raw client reads back from 3.1.1's return code 4 as the same code.
+    assert refusal.reason_code == ReasonCode.BAD_USER_NAME_OR_PASSWORD
+    # Refused, never counted as a connection (the other client's close may still be on its way).
+    wait_until(lambda: gateway.gateway.mqtt.connections == 0)
+
+
+def test_a_client_that_leaves_while_hashed_is_forgotten(
+    gated: tuple[RunningGateway, GatedHasher],
+) -> None:
+    gateway, hasher = gated
+    client_id = uid("leaver")
+    leaver = RawClient(gateway.mqtt_port, MQTT_5)
+    leaver.send(Connect(client_id, protocol_level=MQTT_5, username="alice", password=b"wonderland"))
+    hasher.wait_submitted()
+    leaver.close()
+    hasher.gate.set()
+    # The answer finds the connection gone: no session, no count, and the gateway serves on.
+    assert_served_meanwhile(gateway, MQTT_5)
+    hub = gateway.gateway.mqtt
+    wait_until(lambda: client_id not in hub.sessions and hub.connections == 0)

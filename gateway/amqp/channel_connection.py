@@ -8,6 +8,7 @@ activity wrote here), and closes the transport once ``conn.closed`` is true.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from gateway.amqp.channel import AmqpChannel
@@ -22,15 +23,17 @@ from gateway.amqp.connection_events import (
     HandshakeTimedOut,
     HardErrorRaised,
     HeartbeatTimedOut,
+    LoginRequested,
     MethodReceived,
     OpenRequested,
     ProtocolHeaderRejected,
 )
+from gateway.amqp.connection_handshake import LOGIN_PENDING
 from gateway.amqp.spec import INTERNAL_ERROR, NOT_ALLOWED
 from gateway.core.consumers import Subscription
 from gateway.core.errors import AuthenticationFailed, CoreError
 from gateway.core.flow import PublisherFlow
-from gateway.core.users import User, UserDatabase
+from gateway.core.users import PasswordCheck, PasswordHasher, User, UserDatabase
 from gateway.core.vhost import VirtualHost
 
 BLOCKED_REASON = "low on memory"
@@ -54,19 +57,29 @@ class PeerLogin:
     connection in memory until the (rarely run) cyclic collector frees it (issue 7).
     """
 
-    __slots__ = ("peer_host", "refusal", "users")
+    __slots__ = ("peer_host", "pending", "refusal", "users")
 
     def __init__(self, users: UserDatabase, peer_host: str) -> None:
         self.users = users
         self.peer_host = peer_host
         self.refusal: str | None = None
+        # A password to hash off the loop, and where (`LOGIN_PENDING`); the handler takes it.
+        self.pending: tuple[PasswordCheck, PasswordHasher] | None = None
 
-    def __call__(self, mechanism: str, username: str, password: str) -> User | None:
+    def __call__(self, mechanism: str, username: str, password: str) -> object | None:
+        users = self.users
         try:
-            return self.users.authenticate(username, password, self.peer_host, mechanism=mechanism)
+            started = users.begin_login(username, password, self.peer_host, mechanism=mechanism)
+            if isinstance(started, PasswordCheck):
+                hasher = users.hasher
+                if hasher is not None:
+                    self.pending = (started, hasher)
+                    return LOGIN_PENDING
+                started = users.finish_login(started, started.run())  # no hasher: here
         except AuthenticationFailed as exc:
             self.refusal = exc.reason
             return None
+        return started
 
 
 class AmqpConnectionHandler:
@@ -89,6 +102,7 @@ class AmqpConnectionHandler:
         output_ready: Callable[[], None],
         pause_reading: Callable[[], None] | None = None,
         resume_reading: Callable[[], None] | None = None,
+        login_answered: Callable[[list[Event]], None] | None = None,
     ) -> None:
         settings = context.settings
         self.context = context
@@ -96,6 +110,8 @@ class AmqpConnectionHandler:
         self.output_ready = output_ready
         self._pause_reading = pause_reading
         self._resume_reading = resume_reading
+        # After a login decided off the loop: the shell flushes, and closes a refused one.
+        self._login_answered = login_answered
         self._login = PeerLogin(context.users, peer_host)
         self.conn = AMQPConnection(
             server_properties=context.server_properties,
@@ -156,6 +172,8 @@ class AmqpConnectionHandler:
                     closed.teardown()
             elif isinstance(event, OpenRequested):
                 self._on_open(event.virtual_host)
+            elif isinstance(event, LoginRequested):
+                self._hash_password()
             elif isinstance(event, _ENDINGS):
                 # The machine has closed (or is closing) the connection: its channels are gone.
                 self.teardown()
@@ -174,6 +192,36 @@ class AmqpConnectionHandler:
     def refusal(self) -> str | None:
         """Why the login or the virtual host was refused, for the shell's log line."""
         return self._login.refusal
+
+    def _hash_password(self) -> None:
+        """Hash the login's password off the loop (`PeerLogin` said `LOGIN_PENDING`); the
+        machine keeps what the client sends meanwhile, and reading stops."""
+        pending = self._login.pending
+        assert pending is not None  # `PeerLogin` said LOGIN_PENDING
+        self._login.pending = None
+        check, hasher = pending
+        if self._pause_reading is not None:
+            self._pause_reading()
+        hasher.submit(check, functools.partial(self._password_hashed, check))
+
+    def _password_hashed(self, check: PasswordCheck, matched: bool) -> None:
+        conn = self.conn
+        if self.torn_down or conn.closed:
+            return  # the client left, or timed out, while its password was hashed
+        try:
+            user = self.context.users.finish_login(check, matched)
+        except AuthenticationFailed as exc:
+            self._login.refusal = exc.reason
+            events = conn.refuse_login()
+        else:
+            events = conn.accept_login(user)  # and what the client sent meanwhile
+        self.handle_events(events)
+        if self._resume_reading is not None and not conn.closed:
+            self._resume_reading()
+        if self._login_answered is not None:
+            self._login_answered(events)
+        else:
+            self.output_ready()
 
     def _on_open(self, name: str) -> None:
         context = self.context

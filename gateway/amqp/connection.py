@@ -33,6 +33,7 @@ from gateway.amqp.connection_events import (
 )
 from gateway.amqp.connection_handshake import (
     HANDSHAKE_METHOD,
+    LOGIN_PENDING,
     MAX_BODY_SIZE,
     MECHANISMS,
     NOT_READING,
@@ -76,9 +77,10 @@ _CLOSED: Final = ConnectionState.CLOSED
 class AMQPConnection(ConnectionOutput):
     """One client connection, server side (what it sends: :class:`ConnectionOutput`).
 
-    ``authenticate(mechanism, username, password)`` returns the user (kept as ``user``) or None
-    to refuse. Without it the machine emits :class:`LoginRequested` and waits for
-    :meth:`accept_login` or :meth:`refuse_login`, so the check can run off the event loop.
+    ``authenticate(mechanism, username, password)`` returns the user (kept as ``user``), None
+    to refuse, or ``LOGIN_PENDING`` to decide later. Without it, or when it decides later, the
+    machine emits :class:`LoginRequested` and waits for :meth:`accept_login` or
+    :meth:`refuse_login`, so the check can run off the event loop.
     :class:`OpenRequested` is always answered with :meth:`open_ok` or :meth:`refuse_open`.
     """
 
@@ -286,11 +288,15 @@ class AMQPConnection(ConnectionOutput):
         self.mechanism = method.mechanism
         response: object = method.response
         username, password = parse_credentials(method.mechanism, response)
-        if self._authenticate is None:
+        user = (
+            LOGIN_PENDING
+            if self._authenticate is None
+            else self._authenticate(method.mechanism, username, password)
+        )
+        if user is LOGIN_PENDING:
             self.state = ConnectionState.AUTHENTICATING
             events.append(LoginRequested(method.mechanism, username, password))
             return
-        user = self._authenticate(method.mechanism, username, password)
         if user is None:
             self._refuse_login(events)
         else:

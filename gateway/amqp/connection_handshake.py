@@ -44,6 +44,9 @@ NOT_READING: Final = frozenset(
 
 
 Authenticator = Callable[[str, str, str], object | None]
+# What an authenticator returns to decide later (a password hashed off the event loop): the
+# machine emits `LoginRequested` and waits for `accept_login` or `refuse_login`.
+LOGIN_PENDING: Final = object()
 
 
 def shortstr_text(text: str) -> str:

@@ -55,6 +55,7 @@ class AmqpProtocol(MachineProtocol):
         self.handler = AmqpConnectionHandler(
             self.context, host, output_ready=self._output_ready,
             pause_reading=self._pause_reading, resume_reading=self._flow_resumed,
+            login_answered=self._login_answered,
         )  # fmt: skip
         self.handler.conn.start(self.clock())
         self._arm_timer()
@@ -77,6 +78,16 @@ class AmqpProtocol(MachineProtocol):
         if handler.published:
             handler.published = False
             self.alarm.published(self)
+        self._after_read(handler.conn.closed)
+
+    def _login_answered(self, events: list[Event]) -> None:
+        """A password hashed off the loop was answered (`AmqpConnectionHandler`): what a read's
+        end does, for the tune or the refusal and for the input that waited."""
+        handler = self.handler
+        if handler is None:
+            return
+        if handler.torn_down:
+            self._log_events(events)
         self._after_read(handler.conn.closed)
 
     # -- MachineProtocol hooks ---------------------------------------------------------------

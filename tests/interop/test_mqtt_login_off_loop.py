@@ -8,14 +8,12 @@ state the test controls, not a race against scrypt's speed."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from gateway.core.users import PasswordCheck, hash_password
+from gateway.core.users import hash_password
 from gateway.mqtt.packets import (
     MQTT_3_1_1,
     MQTT_5,
@@ -27,6 +25,7 @@ from gateway.mqtt.packets import (
     Subscribe,
     SubscriptionOptions,
 )
+from tests.gated_hasher import GatedHasher
 from tests.gateway_runner import RunningGateway, running_gateway
 
 from .mqtt_helpers import wait_until
@@ -38,26 +37,6 @@ from .mqtt_raw import (
 pytestmark = pytest.mark.interop
 
 VERSIONS = [pytest.param(MQTT_3_1_1, id="v311"), pytest.param(MQTT_5, id="v5")]
-
-
-class GatedHasher:
-    """Runs each check on its own thread once `gate` opens; answers on the gateway's loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.gate = threading.Event()
-        self.submitted = threading.Semaphore(0)
-
-    def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
-        def work() -> None:
-            assert self.gate.wait(10), "the test never opened the gate"
-            self.loop.call_soon_threadsafe(done, check.run())
-
-        threading.Thread(target=work, daemon=True).start()
-        self.submitted.release()
-
-    def wait_submitted(self) -> None:
-        assert self.submitted.acquire(timeout=10), "no password check reached the hasher"
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from gateway.amqp.connection_events import (
     OpenRequested,
     ProtocolHeaderRejected,
 )
-from gateway.amqp.connection_handshake import SERVER_CAPABILITIES
+from gateway.amqp.connection_handshake import LOGIN_PENDING, SERVER_CAPABILITIES
 from gateway.amqp.fastpath import BasicAck, BasicPublish, encode_basic_ack
 from gateway.amqp.spec import (
     ACCESS_REFUSED,
@@ -151,6 +151,28 @@ def test_login_as_an_event_keeps_later_input_waiting() -> None:
     assert isinstance(events[0], HardErrorRaised)
     assert events[0].error.code == NOT_ALLOWED
     assert close.reply_code == NOT_ALLOWED
+
+
+def test_an_authenticator_may_decide_later() -> None:
+    # LOGIN_PENDING (a password hashed off the loop): the same wait as without an
+    # authenticator, and the answer it gives now is used when it answers.
+    asked: list[tuple[str, str, str]] = []
+
+    def authenticate(mechanism: str, username: str, password: str) -> object | None:
+        asked.append((mechanism, username, password))
+        return LOGIN_PENDING
+
+    peer = Peer(AMQPConnection(authenticate=authenticate))
+    peer.send(PROTOCOL_HEADER)
+    peer.received()
+    events = peer.send(start_ok("alice", "s3cret") + method(0, commands.Connection.TuneOk(0, 0, 0)))
+    assert asked == [("PLAIN", "alice", "s3cret")]
+    assert events == [LoginRequested("PLAIN", "alice", "s3cret")]
+    assert peer.conn.state is ConnectionState.AUTHENTICATING
+    assert peer.received() == []
+    peer.conn.accept_login("alice")
+    assert peer.conn.user == "alice"
+    assert isinstance(peer.received()[0][1], commands.Connection.Tune)
 
 
 def test_refused_login_sends_access_refused() -> None:

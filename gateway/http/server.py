@@ -8,6 +8,7 @@ from the core at scrape time; nothing on the message path knows HTTP exists.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,7 +20,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.core.broker import Broker
 from gateway.core.errors import CoreError
-from gateway.core.users import UserDatabase
+from gateway.core.users import PasswordCheck, UserDatabase
 
 Stats = Callable[[], dict[str, int]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -36,7 +37,7 @@ class HttpApi:
         self.users = users
         self.stats = stats
 
-    def _authorised(self, request: web.Request) -> bool:
+    async def _authorised(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Basic "):
             return False
@@ -46,15 +47,33 @@ class HttpApi:
             return False
         peer = request.transport.get_extra_info("peername") if request.transport else None
         host = peer[0] if isinstance(peer, tuple) else ""
+        users = self.users
         try:
-            user = self.users.authenticate(name, password, host, mechanism="HTTP")
+            started = users.begin_login(name, password, host, mechanism="HTTP")
+            if isinstance(started, PasswordCheck):
+                # A password to hash: on the database's worker thread when it has one, so the
+                # brokers' clients are not kept waiting by a management login (net_login.py).
+                hasher = users.hasher
+                if hasher is None:
+                    matched = started.run()
+                else:
+                    answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+                    def answered(ok: bool) -> None:
+                        if not answer.done():  # the request may have gone meanwhile
+                            answer.set_result(ok)
+
+                    hasher.submit(started, answered)
+                    matched = await answer
+                started = users.finish_login(started, matched)
         except CoreError:
             return False
+        user = started
         return "administrator" in user.tags or "monitoring" in user.tags
 
     @web.middleware
     async def auth_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/") and not self._authorised(request):
+        if request.path.startswith("/api/") and not await self._authorised(request):
             return web.json_response(
                 {"error": "not_authorised", "reason": "Login failed"},
                 status=401,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.gateway_runner import RunningGateway
+from gateway.core.users import hash_password
+from tests.gated_hasher import GatedHasher
+from tests.gateway_runner import RunningGateway, running_gateway
 
 
 def get(
@@ -59,3 +62,26 @@ def test_api_answers_json(gateway: RunningGateway, path: str) -> None:
 
 def test_health(gateway: RunningGateway) -> None:
     assert get(gateway, "/healthz") == (200, b'{"status":"ok"}')
+
+
+@pytest.mark.parametrize(("password", "status"), [("runbook", 200), ("guess", 401)])
+def test_a_management_login_hashes_off_the_loop(password: str, status: int) -> None:
+    # While ops' password is held at the gate, guest (no hash needed) is answered at once.
+    ops = {"name": "ops", "password_hash": hash_password("runbook", n=16), "tags": ["monitoring"]}
+    users = [ops]
+    with running_gateway(users=users) as gateway:
+        hasher = GatedHasher(gateway.loop)
+        gateway.gateway.users.hasher = hasher
+        answers: list[int] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(get(gateway, "/api/overview", ("ops", password))[0])
+        )
+        waiting.start()
+        try:
+            hasher.wait_submitted()
+            assert get(gateway, "/api/overview", ("guest", "guest"))[0] == 200
+            assert answers == []
+        finally:
+            hasher.gate.set()
+            waiting.join(10)
+        assert answers == [status]

@@ -146,6 +146,7 @@ class GatewayBroker(Broker):
     profile_to: Path | None = None  # run under cProfile, written here at exit
     # "asyncio" hides uvloop from the gateway so that `gateway run` falls back to asyncio's loop.
     loop: str = "uvloop"
+    extra_config: str = ""  # TOML appended to the config file (bench/logins.py: [[users]])
 
     def start(self, timeout: float) -> None:
         profiler = ["-m", "cProfile", "-o", str(self.profile_to)] if self.profile_to else []
@@ -158,6 +159,7 @@ class GatewayBroker(Broker):
         config = self.workdir / "gateway.toml"
         # The same session queue limit as mosquitto's max_queued_messages below.
         config.write_text(
+            f"{self.extra_config}\n"
             f"[mqtt]\nmax_queued_messages = {QUEUED_MESSAGES}\nmax_inflight = {INFLIGHT}\n"
         )
         argv = [
@@ -224,6 +226,8 @@ sys.exit(main())
 
 @dataclass
 class MosquittoBroker(Broker):
+    extra_config: str = ""  # lines appended to mosquitto.conf (bench/logins.py: password_file)
+
     def start(self, timeout: float) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
@@ -242,6 +246,7 @@ class MosquittoBroker(Broker):
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
+            f"{self.extra_config}"
         )
         self._spawn([binary, "-c", str(conf)])
         self._wait_ports([self.mqtt_port], timeout)

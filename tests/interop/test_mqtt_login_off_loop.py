@@ -25,10 +25,16 @@ from gateway.mqtt.packets import (
     Subscribe,
     SubscriptionOptions,
 )
+from gateway.net_login import PasswordHasher
 from tests.gated_hasher import GatedHasher
 from tests.gateway_runner import RunningGateway, running_gateway
 
-from .mqtt_helpers import wait_until
+from .mqtt_helpers import (
+    Paho,
+    Transport,
+    close_clients,  # noqa: F401  (autouse: closes every client)
+    wait_until,
+)
 from .mqtt_raw import (
     RawClient,
     close_raw_clients,  # noqa: F401  (autouse: closes every client)
@@ -136,3 +142,26 @@ def test_a_client_that_leaves_while_hashed_is_forgotten(
     assert_served_meanwhile(gateway, MQTT_5)
     hub = gateway.gateway.mqtt
     wait_until(lambda: client_id not in hub.sessions and hub.connections == 0)
+
+
+@pytest.fixture(scope="module")
+def with_alice() -> Iterator[RunningGateway]:
+    users = [{"name": "alice", "password_hash": hash_password("wonderland", n=16)}]
+    with running_gateway(users=users) as running:
+        yield running
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websockets"])
+def test_paho_logs_in_through_the_login_worker(
+    with_alice: RunningGateway, transport: Transport
+) -> None:
+    # The gateway's own hasher (a worker thread), over both MQTT listeners.
+    assert isinstance(with_alice.gateway.users.hasher, PasswordHasher)
+    port = with_alice.ws_port if transport == "websockets" else with_alice.mqtt_port
+    alice = Paho(port, transport=transport, username="alice", password="wonderland")
+    topic = f"worker/{uid('t')}"
+    alice.subscribe(topic, 1)
+    alice.publish_with_ack(topic, b"logged in", 1)
+    assert alice.next().payload == b"logged in"
+    mallory = Paho(port, transport=transport, username="alice", password="guess", connect=False)
+    assert mallory.connect().reason_code == ReasonCode.BAD_USER_NAME_OR_PASSWORD.value

@@ -32,42 +32,21 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.brokers import HOST, Broker, GatewayBroker, MosquittoBroker
+from bench.brokers import Broker, GatewayBroker, MosquittoBroker
+from bench.wire import mqtt_connect_packet, recv_exact, tcp_connect
 from gateway.core.users import hash_password
 
-USER, PASSWORD = b"alice", "wonderland"
+USER, PASSWORD = "alice", "wonderland"
 TOPIC = b"logins/ping"
 
 
-def connect_packet(client_id: bytes, user: bytes | None = None, password: bytes = b"") -> bytes:
-    flags = 0x02  # clean session
-    payload = len(client_id).to_bytes(2, "big") + client_id
-    if user is not None:
-        flags |= 0xC0
-        payload += len(user).to_bytes(2, "big") + user
-        payload += len(password).to_bytes(2, "big") + password
-    variable = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + payload
-    return bytes([0x10, len(variable)]) + variable
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed by the broker")
-        data += chunk
-    return data
-
-
 def pinger(port: int) -> socket.socket:
-    sock = socket.create_connection((HOST, port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(connect_packet(b"logins-pinger"))
-    assert recv_exactly(sock, 4)[3] == 0, "the pinger was refused"
+    sock = tcp_connect(port, 10)
+    sock.sendall(mqtt_connect_packet("logins-pinger", None, None))
+    assert recv_exact(sock, 4)[3] == 0, "the pinger was refused"
     body = b"\x00\x01" + len(TOPIC).to_bytes(2, "big") + TOPIC + b"\x00"
     sock.sendall(bytes([0x82, len(body)]) + body)
-    recv_exactly(sock, 5)  # SUBACK
+    recv_exact(sock, 5)  # SUBACK
     return sock
 
 
@@ -78,7 +57,7 @@ def round_trips(sock: socket.socket, seconds: float) -> list[float]:
     while time.perf_counter() < end:
         started = time.perf_counter()
         sock.sendall(publish)
-        recv_exactly(sock, len(publish))
+        recv_exact(sock, len(publish))
         times.append((time.perf_counter() - started) * 1e3)
         time.sleep(0.002)
     return sorted(times)
@@ -90,10 +69,9 @@ def storm(port: int, rate: float, seconds: float, refused: multiprocessing.Queue
     count = 0
     while time.monotonic() < end:
         started = time.monotonic()
-        with socket.create_connection((HOST, port)) as sock:
-            sock.settimeout(10)
-            sock.sendall(connect_packet(b"storm-%d" % count, USER, b"guess-%d" % count))
-            if recv_exactly(sock, 4)[3] != 0:
+        with tcp_connect(port, 10) as sock:
+            sock.sendall(mqtt_connect_packet(f"storm-{count}", USER, b"guess-%d" % count))
+            if recv_exact(sock, 4)[3] != 0:
                 count += 1
         time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
     refused.put(count)
@@ -121,13 +99,13 @@ def run_once(port: int, rate: float, seconds: float) -> dict[str, tuple[float, f
 def make_broker(name: str, workdir: Path) -> Broker:
     if name == "gateway":
         config = (
-            f'[[users]]\nname = "{USER.decode()}"\n'
+            f'[[users]]\nname = "{USER}"\n'
             f'password_hash = "{hash_password(PASSWORD)}"\nloopback_only = true\n'
         )
         return GatewayBroker("gateway", workdir, extra_config=config)
     passwords = workdir / "passwords"
     tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    subprocess.run([tool, "-b", "-c", str(passwords), USER.decode(), PASSWORD], check=True)
+    subprocess.run([tool, "-b", "-c", str(passwords), USER, PASSWORD], check=True)
     # mosquitto started as root reads it as its own user, after dropping privileges.
     workdir.chmod(0o755)
     passwords.chmod(0o644)

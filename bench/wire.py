@@ -33,7 +33,7 @@ def tcp_connect(port: int, timeout: float) -> socket.socket:
     return sock
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def recv_exact(sock: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
         chunk = sock.recv(size - len(data))
@@ -46,11 +46,14 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
 # -- MQTT -----------------------------------------------------------------------------------------
 
 
-def mqtt_connect_packet(client_id: str) -> bytes:
+def mqtt_connect_packet(
+    client_id: str, username: str | None = "guest", password: bytes | None = b"guest"
+) -> bytes:
     # Keep alive beyond any run so an idle subscriber is never timed out by the broker.
     connect = Connect(
-        client_id, MQTT_3_1_1, clean_start=True, keep_alive=600, username="guest", password=b"guest"
-    )
+        client_id, MQTT_3_1_1, clean_start=True, keep_alive=600, username=username,
+        password=password,
+    )  # fmt: skip
     return encode(connect, MQTT_3_1_1)
 
 
@@ -58,7 +61,7 @@ def mqtt_connect(port: int, client_id: str, timeout: float) -> socket.socket:
     sock = tcp_connect(port, timeout)
     try:
         sock.sendall(mqtt_connect_packet(client_id))
-        connack = _recv_exact(sock, 4)
+        connack = recv_exact(sock, 4)
         if connack[0] != 0x20 or connack[3] != 0:
             raise WireError(f"CONNACK {connack.hex()} for client {client_id!r}")
     except BaseException:
@@ -70,7 +73,7 @@ def mqtt_connect(port: int, client_id: str, timeout: float) -> socket.socket:
 def mqtt_subscribe(sock: socket.socket, topic_filter: str, qos: int) -> None:
     packet = Subscribe(1, ((topic_filter, SubscriptionOptions(qos=qos)),))
     sock.sendall(encode(packet, MQTT_3_1_1))
-    suback = _recv_exact(sock, 5)
+    suback = recv_exact(sock, 5)
     if suback[0] != 0x90 or suback[4] >= 0x80:
         raise WireError(f"subscription to {topic_filter!r} refused: {suback.hex()}")
 

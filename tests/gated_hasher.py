@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from gateway.core.users import PasswordCheck
+from gateway.core.users import PasswordCheck, hash_password
+from tests.gateway_runner import RunningGateway, running_gateway
 
 
 class GatedHasher:
@@ -28,3 +30,17 @@ class GatedHasher:
 
     def wait_submitted(self) -> None:
         assert self._submitted.acquire(timeout=10), "no password check reached the hasher"
+
+
+@contextlib.contextmanager
+def gated_gateway() -> Iterator[tuple[RunningGateway, GatedHasher]]:
+    """A gateway with user alice (password "wonderland", a cheap hash) whose logins wait at
+    the gate; the gate opens on the way out so no check thread is left waiting."""
+    users = [{"name": "alice", "password_hash": hash_password("wonderland", n=16)}]
+    with running_gateway(users=users) as running:
+        hasher = GatedHasher(running.loop)
+        running.gateway.users.hasher = hasher
+        try:
+            yield running, hasher
+        finally:
+            hasher.gate.set()

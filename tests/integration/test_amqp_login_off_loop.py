@@ -14,23 +14,16 @@ from pamqp import commands
 from pamqp import frame as pamqp_frame
 
 from gateway.amqp.spec import PROTOCOL_HEADER
-from gateway.core.users import hash_password
-from tests.gated_hasher import GatedHasher
-from tests.gateway_runner import RunningGateway, running_gateway
+from tests.gated_hasher import GatedHasher, gated_gateway
+from tests.gateway_runner import RunningGateway
 from tests.integration.test_amqp_wire import RawClient
 from tests.interop.mqtt_helpers import wait_until
 
 
 @pytest.fixture
 def gated() -> Iterator[tuple[RunningGateway, GatedHasher]]:
-    users = [{"name": "alice", "password_hash": hash_password("wonderland", n=16)}]
-    with running_gateway(users=users) as running:
-        hasher = GatedHasher(running.loop)
-        running.gateway.users.hasher = hasher
-        try:
-            yield running, hasher
-        finally:
-            hasher.gate.set()
+    with gated_gateway() as gateway_and_hasher:
+        yield gateway_and_hasher
 
 
 def start_login(gateway: RunningGateway, password: str) -> RawClient:

@@ -26,7 +26,7 @@ from gateway.mqtt.packets import (
     SubscriptionOptions,
 )
 from gateway.net_login import PasswordHasher
-from tests.gated_hasher import GatedHasher
+from tests.gated_hasher import GatedHasher, gated_gateway
 from tests.gateway_runner import RunningGateway, running_gateway
 
 from .mqtt_helpers import (
@@ -47,14 +47,8 @@ VERSIONS = [pytest.param(MQTT_3_1_1, id="v311"), pytest.param(MQTT_5, id="v5")]
 
 @pytest.fixture
 def gated() -> Iterator[tuple[RunningGateway, GatedHasher]]:
-    users = [{"name": "alice", "password_hash": hash_password("wonderland", n=16)}]
-    with running_gateway(users=users) as running:
-        hasher = GatedHasher(running.loop)
-        running.gateway.users.hasher = hasher
-        try:
-            yield running, hasher
-        finally:
-            hasher.gate.set()
+    with gated_gateway() as gateway_and_hasher:
+        yield gateway_and_hasher
 
 
 def uid(prefix: str) -> str:

@@ -177,3 +177,29 @@ def test_a_bad_mapping_rule_stops_the_start_naming_file_and_rule(tmp_path: Path)
     missing = run_cli("run", "--mappings", str(tmp_path / "nope"))
     assert missing.returncode == 2
     assert "expected a directory" in missing.stderr
+
+
+def test_run_grows_the_fd_table_before_it_serves(tmp_path: Path) -> None:
+    # `gateway run` calls presize_fd_table() at start-up (gateway/app.py): without it the table
+    # grows by doubling under load, each growth waiting for an RCU grace period.
+    import resource
+
+    from gateway.app import FD_TABLE_SLOTS
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    expected = FD_TABLE_SLOTS if soft == resource.RLIM_INFINITY else min(soft, FD_TABLE_SLOTS)
+    proc = subprocess.Popen(
+        [*GATEWAY, "run", *ALL_PORTS_FREE, "--log-format", "json", "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        wait_for_ready(proc)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        fd_size = int(status.split("FDSize:")[1].split()[0])
+        assert fd_size >= expected
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        assert proc.stderr is not None
+        proc.stderr.close()

@@ -301,7 +301,13 @@ async def _http_factory(gateway: Gateway, host: str, port: int) -> Server:
     def amqp_stats() -> dict[str, int]:
         return {"connections": gateway.amqp.connections}
 
-    stats = {"mqtt": mqtt_stats, "amqp": amqp_stats}
+    def login_stats() -> dict[str, int]:
+        hasher = gateway.users.hasher
+        if isinstance(hasher, PasswordHasher):
+            return hasher.stats()
+        return {"hashing": 0, "hashed": 0, "hash_mismatches": 0}
+
+    stats = {"mqtt": mqtt_stats, "amqp": amqp_stats, "logins": login_stats}
     server = HttpServer(HttpApi(gateway.broker, gateway.users, stats))
     await server.start(host, port)
     return server

@@ -30,6 +30,8 @@ class PasswordHasher:
             max_workers=1, thread_name_prefix="gateway-login"
         )
         self.pending = 0  # checks submitted and not answered yet
+        self.checked = 0  # checks answered
+        self.mismatched = 0  # of those, passwords that did not match
 
     def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
         self.pending += 1
@@ -42,9 +44,17 @@ class PasswordHasher:
             error = finished.exception()
             if error is not None:  # pragma: no cover - run() catches what scrypt raises
                 log.error("login.check_failed", error=repr(error))
-            done(error is None and finished.result())
+            matched = error is None and finished.result()
+            self.checked += 1
+            if not matched:
+                self.mismatched += 1
+            done(matched)
 
         future.add_done_callback(answer)
+
+    def stats(self) -> dict[str, int]:
+        """For /metrics: checks waiting or running now, answered, and answered "no"."""
+        return {"hashing": self.pending, "hashed": self.checked, "hash_mismatches": self.mismatched}
 
     def close(self) -> None:
         """Stop taking checks and drop those not started (at shutdown)."""

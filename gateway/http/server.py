@@ -31,6 +31,11 @@ def _json_response(data: object) -> web.Response:
     return web.Response(body=_json.encode(data), content_type="application/json")
 
 
+# Listener stats that go up and down (the rest are counters): live connections, and password
+# checks waiting for or running on the login worker (gateway/net_login.py).
+_GAUGES = frozenset({"connections", "hashing"})
+
+
 class HttpApi:
     def __init__(self, broker: Broker, users: UserDatabase, stats: dict[str, Stats]) -> None:
         self.broker = broker
@@ -189,7 +194,7 @@ class HttpApi:
         for listener, stats in self.stats.items():
             for key, value in stats().items():
                 name = f"gateway_{listener}_{key}"
-                lines.append(f"# TYPE {name} {'gauge' if key == 'connections' else 'counter'}")
+                lines.append(f"# TYPE {name} {'gauge' if key in _GAUGES else 'counter'}")
                 lines.append(f"{name} {value}")
         body = "\n".join(lines) + "\n"
         return web.Response(text=body, content_type="text/plain", charset="utf-8",

@@ -85,3 +85,19 @@ def test_a_management_login_hashes_off_the_loop(password: str, status: int) -> N
             hasher.gate.set()
             waiting.join(10)
         assert answers == [status]
+
+
+def test_metrics_count_the_password_checks() -> None:
+    with running_gateway() as gateway:
+        status, body = get(gateway, "/metrics")
+        assert status == 200
+        text = body.decode()
+        assert "# TYPE gateway_logins_hashing gauge\ngateway_logins_hashing 0\n" in text
+        assert "# TYPE gateway_logins_hashed counter\ngateway_logins_hashed 0\n" in text
+        # guest/guest needs no hash; a wrong password is hashed on the worker, and refused.
+        assert get(gateway, "/api/overview", ("guest", "guest"))[0] == 200
+        assert get(gateway, "/api/overview", ("guest", "nope"))[0] == 401
+        text = get(gateway, "/metrics")[1].decode()
+        assert "gateway_logins_hashed 1\n" in text
+        assert "gateway_logins_hash_mismatches 1\n" in text
+        assert "gateway_logins_hashing 0\n" in text

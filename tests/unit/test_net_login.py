@@ -47,6 +47,7 @@ async def test_the_hash_runs_on_a_worker_and_answers_on_the_loop(
     assert len(hashed_on) == 1
     assert hashed_on[0].startswith("gateway-login")
     assert hasher.pending == 0
+    assert hasher.stats() == {"hashing": 0, "hashed": 1, "hash_mismatches": 0 if matched else 1}
     if matched:
         assert db.finish_login(check, True).name == "alice"
         remembered = db.begin_login("alice", password, "127.0.0.1")

@@ -190,7 +190,11 @@ class Gateway:
             await self.stop()
             raise
         self._ticker = asyncio.get_running_loop().create_task(self._run_broker_timers())
-        log.info("gateway.ready", version=__version__, bind=self.config.bind, ports=self.ports)
+        open_files, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        log.info(
+            "gateway.ready", version=__version__, bind=self.config.bind, ports=self.ports,
+            open_files=open_files,
+        )  # fmt: skip
         return self.ports
 
     def _open_store(self, loop: asyncio.AbstractEventLoop) -> None:

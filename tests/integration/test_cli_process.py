@@ -179,7 +179,7 @@ def test_a_bad_mapping_rule_stops_the_start_naming_file_and_rule(tmp_path: Path)
     assert "expected a directory" in missing.stderr
 
 
-def test_run_grows_the_fd_table_before_it_serves(tmp_path: Path) -> None:
+def test_run_grows_the_fd_table_and_logs_the_open_files_limit(tmp_path: Path) -> None:
     # `gateway run` calls presize_fd_table() at start-up (gateway/app.py): without it the table
     # grows by doubling under load, each growth waiting for an RCU grace period.
     import resource
@@ -194,7 +194,8 @@ def test_run_grows_the_fd_table_before_it_serves(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        wait_for_ready(proc)
+        ready = wait_for_ready(proc)
+        assert ready["open_files"] == soft  # said where an operator reads the ports
         status = Path(f"/proc/{proc.pid}/status").read_text()
         fd_size = int(status.split("FDSize:")[1].split()[0])
         assert fd_size >= expected

@@ -26,7 +26,7 @@ TOP_LEVEL_KEYS = {"name", "services", "volumes", "networks", "configs", "secrets
 SERVICE_KEYS = {
     "build", "image", "command", "entrypoint", "ports", "volumes", "environment", "healthcheck",
     "depends_on", "restart", "user", "working_dir", "networks", "expose", "stop_signal",
-    "stop_grace_period", "init", "labels",
+    "stop_grace_period", "init", "labels", "ulimits",
 }  # fmt: skip
 
 
@@ -198,3 +198,11 @@ def test_dockerfile_copies_what_exists_and_is_not_ignored(
     readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["readme"]
     assert readme in sources
     assert "gateway" in sources
+
+
+def test_gateway_may_open_a_file_per_client(compose: dict[str, Any]) -> None:
+    # Each client connection is one open file; many hosts start containers at 1,024.
+    ulimits = service(compose, "gateway")["ulimits"]
+    nofile = ulimits["nofile"]
+    soft = nofile["soft"] if isinstance(nofile, dict) else nofile
+    assert int(soft) >= 65536

@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     passwd.add_argument(
         "--stdin", action="store_true", help="read the password from standard input"
     )
+    passwd.add_argument(
+        "--cost", type=_scrypt_cost, default=14, metavar="N",
+        help="scrypt cost as log2 of N, 10-17 (default 14: about 40 ms and 16 MiB per check;"
+        " each step down halves both)",
+    )  # fmt: skip
     return parser
 
 
@@ -111,6 +116,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(config)
 
 
+def _scrypt_cost(text: str) -> int:
+    try:
+        cost = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 10 <= cost <= 17:  # 17: 128 MiB, half of what the login check accepts
+        raise argparse.ArgumentTypeError(f"expected 10 to 17, got {cost}")
+    return cost
+
+
 def _cmd_passwd(args: argparse.Namespace) -> int:
     from gateway.core.users import hash_password
 
@@ -124,7 +139,7 @@ def _cmd_passwd(args: argparse.Namespace) -> int:
     if not password:
         print("gateway: refusing an empty password", file=sys.stderr)
         return 1
-    print(hash_password(password))
+    print(hash_password(password, n=2**args.cost))
     return 0
 
 

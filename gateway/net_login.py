@@ -4,14 +4,16 @@ A login that needs its password hashed (core/users.py `PasswordCheck`) costs one
 of milliseconds (43 ms on the 2-core bench machine) during which a loop that ran it would serve
 nobody, so one wrong password a few dozen times a second would stall every client.
 `PasswordHasher` runs the checks on one worker thread (scrypt releases the GIL, so the loop
-keeps its core) and answers on the loop. One thread, not a pool: a storm of bad logins then
-takes at most one core, and each waits its turn with its connection paused.
+keeps its core) and answers on the loop. The pool has one thread fewer than the machine has
+cores (at least one): a storm of bad logins never takes the loop's core, and each check waits
+its turn with its connection paused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from collections.abc import Callable
 
 import structlog
@@ -24,10 +26,11 @@ log = structlog.get_logger("gateway")
 class PasswordHasher:
     """`core.users.PasswordHasher` on a worker thread of ``loop``."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, workers: int | None = None) -> None:
         self._loop = loop
+        self.workers = workers if workers is not None else max(1, (os.cpu_count() or 1) - 1)
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="gateway-login"
+            max_workers=self.workers, thread_name_prefix="gateway-login"
         )
         self.pending = 0  # checks submitted and not answered yet
         self.checked = 0  # checks answered

@@ -93,6 +93,25 @@ def test_passwd_prints_a_hash_the_config_accepts(tmp_path: Path) -> None:
     assert not verify_password("s3cret!", encoded)
 
 
+@pytest.mark.parametrize(("cost", "n"), [("10", "1024"), ("17", "131072")])
+def test_passwd_cost_picks_the_scrypt_work_factor(cost: str, n: str) -> None:
+    result = run_cli("passwd", "--stdin", "--cost", cost, stdin="s3cret\n")
+    assert result.returncode == 0, result.stderr
+    encoded = result.stdout.strip()
+    assert encoded.split("$")[1:4] == [n, "8", "1"]
+    from gateway.core.users import verify_password
+
+    assert verify_password("s3cret", encoded)  # the login check accepts every allowed cost
+
+
+@pytest.mark.parametrize("cost", ["9", "18", "fast"])
+def test_passwd_refuses_a_cost_out_of_range(cost: str) -> None:
+    result = run_cli("passwd", "--stdin", "--cost", cost, stdin="s3cret\n")
+    assert result.returncode == 2
+    assert "argument --cost: expected" in result.stderr
+    assert result.stdout == ""
+
+
 def wait_for_ready(proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, object]:
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout

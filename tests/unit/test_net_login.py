@@ -4,6 +4,7 @@ and its answer comes back on the event loop's thread, never from inside `submit`
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -52,3 +53,13 @@ async def test_the_hash_runs_on_a_worker_and_answers_on_the_loop(
         assert db.finish_login(check, True).name == "alice"
         remembered = db.begin_login("alice", password, "127.0.0.1")
         assert isinstance(remembered, User)  # no second hash
+
+
+async def test_the_pool_leaves_the_loop_a_core() -> None:
+    loop = asyncio.get_running_loop()
+    default = PasswordHasher(loop)
+    assert default.workers == max(1, (os.cpu_count() or 1) - 1)
+    default.close()
+    chosen = PasswordHasher(loop, workers=3)
+    assert chosen.workers == 3
+    chosen.close()

@@ -146,13 +146,18 @@ def read_until_closed(sock: socket.socket) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
-    proc = subprocess.Popen(
+def start_run(tmp_path: Path) -> subprocess.Popen[str]:
+    """`gateway run` on free ports with JSON logs on stderr (`wait_for_ready` reads them)."""
+    return subprocess.Popen(
         [*GATEWAY, "run", *ALL_PORTS_FREE, "--log-format", "json", "--data-dir", str(tmp_path)],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_run_starts_and_stops_on_signal(tmp_path: Path, signum: int) -> None:
+    proc = start_run(tmp_path)
     try:
         ready = wait_for_ready(proc)
         ports = ready["ports"]
@@ -207,11 +212,7 @@ def test_run_grows_the_fd_table_and_logs_the_open_files_limit(tmp_path: Path) ->
 
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     expected = FD_TABLE_SLOTS if soft == resource.RLIM_INFINITY else min(soft, FD_TABLE_SLOTS)
-    proc = subprocess.Popen(
-        [*GATEWAY, "run", *ALL_PORTS_FREE, "--log-format", "json", "--data-dir", str(tmp_path)],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    proc = start_run(tmp_path)
     try:
         ready = wait_for_ready(proc)
         assert ready["open_files"] == soft  # said where an operator reads the ports

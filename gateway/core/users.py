@@ -1,9 +1,9 @@
 """Users, password hashes and the login check both listeners call.
 
-Passwords are stored as "scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>". Successful checks are
-cached by (user, sha256 of the password, stored hash) so a reconnect storm pays scrypt once per
-distinct password, not once per connection (the public default guest/guest not even hashed);
-failures are never cached.
+Passwords are stored as "scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>". The last successful check
+of each user is remembered (sha256 of the password, and the stored hash) so a reconnect storm
+pays scrypt once per user, not once per connection (the public default guest/guest not even
+hashed); failures are never remembered.
 
 A hash takes tens of milliseconds. The listeners log in with `begin_login`, which decides
 whatever it can without hashing and otherwise returns a `PasswordCheck`: with a `hasher` set
@@ -33,7 +33,6 @@ SALT_BYTES = 16
 HASH_BYTES = 32
 # Encoded parameters come from configuration; bound them so a bad entry cannot eat the host.
 _MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
-VERIFIED_CACHE_SIZE = 1024
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
@@ -143,8 +142,10 @@ class UserDatabase:
         guest_password_hash: str | None = None,
     ) -> None:
         self._users: dict[str, User] = {user.name: user for user in users}
-        # (user name, sha256 of the password) -> the stored hash it was verified against.
-        self._verified: dict[tuple[str, bytes], str] = {}
+        # User name -> (sha256 of the password last verified for it, the stored hash it was
+        # verified against). One entry per configured user, so no eviction: a fleet of devices
+        # with a password each is remembered whole, and a wrong password never replaces one.
+        self._verified: dict[str, tuple[bytes, str]] = {}
         # The stored hash the default guest/guest last passed against: logins with it (and
         # anonymous MQTT, which is guest/guest) then cost no hashing at all (issue 7, S7).
         # The pair is public, so nothing secret is kept; a failure is never remembered.
@@ -201,8 +202,8 @@ class UserDatabase:
         if stored is self._guest_verified and password == "guest" and name == "guest":
             return user
         digest = hashlib.sha256(password.encode()).digest()
-        cached = self._verified.get((name, digest))
-        if cached is not None and cached == stored:
+        cached = self._verified.get(name)
+        if cached is not None and cached[0] == digest and cached[1] == stored:
             return user
         return PasswordCheck(user, password, mechanism, digest)
 
@@ -216,9 +217,7 @@ class UserDatabase:
             )
         stored = user.password_hash
         assert stored is not None  # begin_login refuses a user without one
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        self._verified[(user.name, check.digest)] = stored
+        self._verified[user.name] = (check.digest, stored)
         if check.password == "guest" and user.name == "guest":
             self._guest_verified = stored
         return user

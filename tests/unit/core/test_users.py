@@ -233,3 +233,30 @@ def test_the_default_pair_verified_for_one_database_means_nothing_to_another() -
     other = UserDatabase([User("guest", hash_password("changed", **FAST))])
     with pytest.raises(AuthenticationFailed):
         other.authenticate("guest", "guest", "::1")
+
+
+def test_every_users_last_good_password_is_remembered_however_many_users(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fleet with a password per device: after one login each, reconnects hash nothing, and a
+    # wrong password neither evicts nor replaces the remembered one. (A cache that cleared at
+    # 1,024 entries made a fleet larger than that hash again and again.)
+    fleet = [User(f"device-{i}", hash_password(f"pw-{i}", **FAST)) for i in range(3000)]
+    db = UserDatabase(fleet, default_guest=False)
+    verified: list[str] = []
+    real_verify = users_module.verify_password
+
+    def counting_verify(password: str, encoded: str) -> bool:
+        verified.append(password)
+        return real_verify(password, encoded)
+
+    monkeypatch.setattr(users_module, "verify_password", counting_verify)
+    for i in range(3000):
+        db.authenticate(f"device-{i}", f"pw-{i}", "10.0.0.1")
+    assert len(verified) == 3000
+    with pytest.raises(AuthenticationFailed):
+        db.authenticate("device-7", "wrong", "10.0.0.1")
+    assert len(verified) == 3001  # a wrong password is always hashed
+    for i in range(3000):
+        db.authenticate(f"device-{i}", f"pw-{i}", "10.0.0.1")
+    assert len(verified) == 3001

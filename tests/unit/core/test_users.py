@@ -124,7 +124,9 @@ def test_user_without_password_cannot_log_in() -> None:
     assert db.get("guest") is None
 
 
-def test_successful_checks_are_cached(db: UserDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords `verify_password` (the scrypt) was asked to check, in order."""
     calls: list[str] = []
     real = users_module.verify_password
 
@@ -133,6 +135,11 @@ def test_successful_checks_are_cached(db: UserDatabase, monkeypatch: pytest.Monk
         return real(password, encoded)
 
     monkeypatch.setattr(users_module, "verify_password", counting)
+    return calls
+
+
+def test_successful_checks_are_cached(db: UserDatabase, verified: list[str]) -> None:
+    calls = verified
     for _ in range(5):
         db.authenticate("alice", "wonderland", "10.0.0.1")
     assert calls == ["wonderland"]
@@ -159,21 +166,15 @@ def test_configured_guest_replaces_default() -> None:
 
 
 def test_the_default_guest_login_is_not_even_hashed_once_verified(
-    db: UserDatabase, monkeypatch: pytest.MonkeyPatch
+    db: UserDatabase, verified: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    verified: list[str] = []
     hashed: list[bytes] = []
-    real_verify, real_sha256 = users_module.verify_password, hashlib.sha256
-
-    def counting_verify(password: str, encoded: str) -> bool:
-        verified.append(password)
-        return real_verify(password, encoded)
+    real_sha256 = hashlib.sha256
 
     def counting_sha256(data: bytes) -> object:
         hashed.append(data)
         return real_sha256(data)
 
-    monkeypatch.setattr(users_module, "verify_password", counting_verify)
     monkeypatch.setattr(hashlib, "sha256", counting_sha256)
     for _ in range(5):
         assert db.authenticate("guest", "guest", "127.0.0.1").name == "guest"
@@ -191,20 +192,13 @@ def test_the_default_guest_login_is_not_even_hashed_once_verified(
 
 
 def test_the_default_guest_hashed_by_the_database_needs_no_check_at_all(
-    monkeypatch: pytest.MonkeyPatch,
+    verified: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Without a given hash the database hashes the public pair itself: even the first login
     # runs no scrypt (it stalled the event loop for tens of ms). A given hash is checked once
     # (the test above), and a wrong password is checked every time.
-    real_hash, real_verify = users_module.hash_password, users_module.verify_password
-    verified: list[str] = []
-
-    def counting_verify(password: str, encoded: str) -> bool:
-        verified.append(password)
-        return real_verify(password, encoded)
-
+    real_hash = users_module.hash_password
     monkeypatch.setattr(users_module, "hash_password", lambda pw: real_hash(pw, **FAST))
-    monkeypatch.setattr(users_module, "verify_password", counting_verify)
     db = UserDatabase([])
     for _ in range(3):
         assert db.authenticate("guest", "guest", "127.0.0.1").name == "guest"
@@ -236,21 +230,13 @@ def test_the_default_pair_verified_for_one_database_means_nothing_to_another() -
 
 
 def test_every_users_last_good_password_is_remembered_however_many_users(
-    monkeypatch: pytest.MonkeyPatch,
+    verified: list[str],
 ) -> None:
     # A fleet with a password per device: after one login each, reconnects hash nothing, and a
     # wrong password neither evicts nor replaces the remembered one. (A cache that cleared at
     # 1,024 entries made a fleet larger than that hash again and again.)
     fleet = [User(f"device-{i}", hash_password(f"pw-{i}", **FAST)) for i in range(3000)]
     db = UserDatabase(fleet, default_guest=False)
-    verified: list[str] = []
-    real_verify = users_module.verify_password
-
-    def counting_verify(password: str, encoded: str) -> bool:
-        verified.append(password)
-        return real_verify(password, encoded)
-
-    monkeypatch.setattr(users_module, "verify_password", counting_verify)
     for i in range(3000):
         db.authenticate(f"device-{i}", f"pw-{i}", "10.0.0.1")
     assert len(verified) == 3000

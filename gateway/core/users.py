@@ -7,8 +7,8 @@ hashed); failures are never remembered.
 
 A hash takes tens of milliseconds. The listeners log in with `begin_login`, which decides
 whatever it can without hashing and otherwise returns a `PasswordCheck`: with a `hasher` set
-(`gateway run` sets one, gateway/net.py `PasswordHasher`) the check runs on a worker thread,
-where scrypt releases the GIL, and the event loop goes on serving every other client.
+(`gateway run` sets one, gateway/net_login.py `PasswordHasher`) the check runs on worker
+threads, where scrypt releases the GIL, and the event loop goes on serving every other client.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class PasswordCheck:
 
 class PasswordHasher(Protocol):
     """Runs password checks away from the caller and answers on the caller's thread
-    (gateway/net.py `PasswordHasher`)."""
+    (gateway/net_login.py `PasswordHasher`)."""
 
     def submit(self, check: PasswordCheck, done: Callable[[bool], None]) -> None:
         """Call ``done(check.run())`` later, on the event loop; never ``done`` from inside."""

@@ -3,7 +3,7 @@ for a password hash that runs off the event loop.
 
 Most logins are decided at once (`UserDatabase.begin_login`: anonymous guest, a password
 verified before, or a refusal). One that needs its password hashed waits for the database's
-`hasher` (gateway/net_login.py, a worker thread; scrypt takes tens of milliseconds) with the
+`hasher` (gateway/net_login.py, worker threads; scrypt takes tens of milliseconds) with the
 client's socket paused, and whatever the client sent after its CONNECT is kept in
 `ClientHandler.login_wait` and handled, in order, once the CONNACK is out.
 """
